@@ -1,0 +1,82 @@
+// Channel bookkeeping: which local connections want a channel (per shard), and which
+// shards want a channel (on the redis thread). Pure data structures, no I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace jugglite {
+
+// Heterogeneous lookup so a std::string_view finds a std::string key without a copy.
+struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+        return std::hash<std::string_view>{}(s);
+    }
+};
+
+// One subscriber of a channel: a connection id and which of its channels this is, so
+// that a swap-remove can tell the moved connection its new position in O(1).
+struct subscriber {
+    std::uint32_t conn;
+    std::uint16_t slot_in_conn;
+};
+
+struct channel_entry {
+    std::string name;
+    std::vector<subscriber> subscribers;
+};
+
+// A shard's channel -> subscribers table. Entries are stable in memory (node-based map)
+// until their last subscriber leaves, so connections may hold channel_entry pointers.
+class channel_registry {
+public:
+    struct added {
+        channel_entry* entry;
+        std::uint32_t pos;  // index in entry->subscribers
+        bool first;         // the channel was not in this table before
+    };
+    // Adds `s` to channel `name`.
+    [[nodiscard]] added add(std::string_view name, subscriber s);
+
+    struct removed {
+        std::optional<subscriber> moved;  // now at the removed position: update its pos
+        bool last;                        // the channel is gone from this table
+    };
+    // Removes the subscriber at `pos` of `entry` by swapping the last one into its place.
+    // When `last` is true `entry` has been freed.
+    [[nodiscard]] removed remove(channel_entry* entry, std::uint32_t pos);
+
+    // nullptr if no local connection wants `name`.
+    [[nodiscard]] const channel_entry* find(std::string_view name) const;
+    [[nodiscard]] std::size_t size() const noexcept { return _channels.size(); }
+
+private:
+    std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> _channels;
+};
+
+// The redis thread's view: for each channel, the set of shards with a local subscriber.
+// Shards report only their own 0->1 and 1->0 transitions, so a bitmask suffices.
+class shard_interest {
+public:
+    static constexpr unsigned max_shards = 64;
+
+    // Returns true when this is the first shard for `name` (time to SUBSCRIBE).
+    [[nodiscard]] bool add(std::string_view name, unsigned shard);
+    // Returns true when no shard wants `name` any more (time to UNSUBSCRIBE).
+    [[nodiscard]] bool remove(std::string_view name, unsigned shard);
+    // Bitmask of shards that want `name`; 0 if none.
+    [[nodiscard]] std::uint64_t shards_for(std::string_view name) const;
+    // Every channel some shard wants (for re-subscribing after a reconnect).
+    [[nodiscard]] std::vector<std::string> channels() const;
+    [[nodiscard]] std::size_t size() const noexcept { return _shards.size(); }
+
+private:
+    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> _shards;
+};
+
+}  // namespace jugglite

@@ -1,0 +1,47 @@
+// The effective server configuration. Built once by main, read-only afterwards.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/limits.h"
+
+namespace jugglite {
+
+// Where the Redis subscriber connects. Parsed from redis://[user[:password]@]host[:port][/db].
+struct redis_endpoint {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 6379;
+    std::string user;      // empty: AUTH with the password only
+    std::string password;  // empty: no AUTH
+    int db = 0;
+
+    // Parses a redis:// URL. Errors name the part that is wrong.
+    [[nodiscard]] static std::expected<redis_endpoint, std::string> parse(std::string_view url);
+    // host:port, without credentials (safe to log).
+    [[nodiscard]] std::string display() const;
+};
+
+struct config {
+    std::string address = "0.0.0.0";
+    std::uint16_t port = 3000;
+    std::string socket_path;  // non-empty: listen on this unix socket instead of TCP
+    std::uint32_t max_conns = 100'000;
+    redis_endpoint redis;
+    std::string namespace_prefix;
+    std::optional<std::string> path;           // unset: every path streams
+    std::vector<std::string> allowed_channels;  // glob patterns; empty: all allowed
+    std::chrono::seconds keepalive{20};
+    unsigned shards = 1;
+    std::size_t max_pending_bytes = limits::default_max_pending_bytes;
+
+    // True when `channel` matches one of allowed_channels (or the list is empty).
+    [[nodiscard]] bool channel_allowed(std::string_view channel) const;
+};
+
+}  // namespace jugglite

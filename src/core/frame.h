@@ -1,0 +1,77 @@
+// An immutable, reference-counted byte buffer: one SSE frame shared by every recipient.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <string_view>
+#include <utility>
+
+namespace jugglite {
+
+// Header and bytes live in one allocation. The count is atomic because the redis thread
+// creates a frame and several shards release it; bytes never change after creation.
+class frame {
+public:
+    [[nodiscard]] std::string_view bytes() const noexcept {
+        return {reinterpret_cast<const char*>(this + 1), _size};
+    }
+    [[nodiscard]] std::uint32_t size() const noexcept { return _size; }
+    [[nodiscard]] std::uint64_t seq() const noexcept { return _seq; }
+
+private:
+    friend class frame_ref;
+    frame(std::uint32_t size, std::uint64_t seq) noexcept : _size(size), _seq(seq) {}
+
+    std::atomic<std::uint32_t> _refs{1};
+    std::uint32_t _size;
+    std::uint64_t _seq;
+};
+
+// Owning handle to a frame. Copy adds a reference, destruction drops one.
+class frame_ref {
+public:
+    frame_ref() noexcept = default;
+    frame_ref(const frame_ref& o) noexcept : _f(o._f) {
+        if (_f) _f->_refs.fetch_add(1, std::memory_order_relaxed);
+    }
+    frame_ref(frame_ref&& o) noexcept : _f(std::exchange(o._f, nullptr)) {}
+    frame_ref& operator=(frame_ref o) noexcept {
+        std::swap(_f, o._f);
+        return *this;
+    }
+    ~frame_ref() { reset(); }
+
+    // Copies `bytes` into a new frame carrying sequence number `seq`.
+    [[nodiscard]] static frame_ref make(std::string_view bytes, std::uint64_t seq = 0) {
+        void* mem = ::operator new(sizeof(frame) + bytes.size());
+        frame_ref r;
+        r._f = new (mem) frame(static_cast<std::uint32_t>(bytes.size()), seq);
+        if (!bytes.empty()) std::memcpy(r._f + 1, bytes.data(), bytes.size());
+        return r;
+    }
+
+    void reset() noexcept {
+        if (_f && _f->_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            _f->~frame();
+            ::operator delete(_f);
+        }
+        _f = nullptr;
+    }
+
+    [[nodiscard]] const frame* get() const noexcept { return _f; }
+    const frame* operator->() const noexcept { return _f; }
+    explicit operator bool() const noexcept { return _f != nullptr; }
+    // For tests and diagnostics.
+    [[nodiscard]] std::uint32_t use_count() const noexcept {
+        return _f ? _f->_refs.load(std::memory_order_relaxed) : 0;
+    }
+
+private:
+    frame* _f = nullptr;
+};
+
+static_assert(std::is_nothrow_move_constructible_v<frame_ref>);
+
+}  // namespace jugglite

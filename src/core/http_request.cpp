@@ -1,0 +1,112 @@
+#include "core/http_request.h"
+
+#include <algorithm>
+
+#include "core/limits.h"
+
+namespace jugglite {
+
+namespace {
+
+// RFC 9110 token characters, for the method and header names.
+bool is_token(std::string_view s) {
+    if (s.empty()) return false;
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7f) return false;
+        return std::string_view("\"(),/:;<=>?@[\\]{}").find(c) == std::string_view::npos;
+    });
+}
+
+// Returns the offset just past the blank line that ends the head, or npos.
+std::size_t head_end(std::string_view buf) {
+    for (std::size_t i = 0; i < buf.size(); ++i) {
+        if (buf[i] != '\n') continue;
+        if (i + 1 < buf.size() && buf[i + 1] == '\n') return i + 2;
+        if (i + 2 < buf.size() && buf[i + 1] == '\r' && buf[i + 2] == '\n') return i + 3;
+    }
+    return std::string_view::npos;
+}
+
+// Splits off one line (without its CR LF or LF).
+std::string_view next_line(std::string_view& rest) {
+    auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    return line;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return (x | 0x20) == (y | 0x20);
+           });
+}
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+}  // namespace
+
+parse_result parse_request(std::string_view buffered) {
+    auto end = head_end(buffered);
+    if (end == std::string_view::npos) {
+        if (buffered.size() > limits::max_request_bytes)
+            return http_error{431, "request header fields too large"};
+        // A request line can only start with a token character; fail fast on binary junk
+        // (a TLS ClientHello sent to a plain port) instead of waiting for 8 KiB or a timeout.
+        if (!buffered.empty() && !is_token(buffered.substr(0, 1)) && buffered[0] != '\r' &&
+            buffered[0] != '\n')
+            return http_error{400, "malformed request line"};
+        return need_more{};
+    }
+    if (end > limits::max_request_bytes + 4) return http_error{431, "request header fields too large"};
+
+    std::string_view rest = buffered.substr(0, end);
+    std::string_view line = next_line(rest);
+    // RFC 9112 2.2: a server should ignore at least one empty line before the request line.
+    if (line.empty()) line = next_line(rest);
+
+    http_request req;
+    auto sp1 = line.find(' ');
+    auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
+        return http_error{400, "malformed request line"};
+    req.method = line.substr(0, sp1);
+    std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    std::string_view version = line.substr(sp2 + 1);
+    if (!is_token(req.method)) return http_error{400, "malformed request line"};
+    if (version != "HTTP/1.1" && version != "HTTP/1.0")
+        return http_error{400, "unsupported HTTP version"};
+
+    if (target.starts_with("http://") || target.starts_with("https://")) {
+        target.remove_prefix(target.find("//") + 2);
+        auto slash = target.find('/');
+        target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    }
+    if (!target.starts_with('/')) return http_error{400, "malformed request target"};
+    if (std::any_of(target.begin(), target.end(),
+                    [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
+        return http_error{400, "malformed request target"};
+    auto q = target.find('?');
+    req.path = target.substr(0, q);
+    if (q != std::string_view::npos) req.query = target.substr(q + 1);
+    if (auto hash = req.query.find('#'); hash != std::string_view::npos)
+        req.query = req.query.substr(0, hash);
+
+    while (!rest.empty()) {
+        std::string_view header = next_line(rest);
+        if (header.empty()) break;
+        auto colon = header.find(':');
+        if (colon == std::string_view::npos || !is_token(header.substr(0, colon)))
+            return http_error{400, "malformed header"};
+        if (iequals(header.substr(0, colon), "last-event-id"))
+            req.last_event_id = trim(header.substr(colon + 1));
+    }
+    return req;
+}
+
+}  // namespace jugglite

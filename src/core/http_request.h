@@ -1,0 +1,34 @@
+// Incremental HTTP/1.x request-head parser. Pure: works on the bytes buffered so far.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <variant>
+
+namespace jugglite {
+
+struct http_request {
+    std::string_view method;  // "GET", "HEAD", ... as sent
+    std::string_view path;    // without the query; absolute-form targets reduced to the path
+    std::string_view query;   // after '?', empty if none
+    std::string_view last_event_id;  // Last-Event-ID header, empty if absent
+};
+
+// The head is not complete yet; read more.
+struct need_more {};
+
+// The request is refused with this status and one-line reason.
+struct http_error {
+    int status;
+    std::string_view reason;
+};
+
+using parse_result = std::variant<need_more, http_request, http_error>;
+
+// Parses the request head in `buffered` (everything received so far). The views in a
+// returned http_request point into `buffered`. Returns need_more until the blank line
+// arrives, 431 once more than limits::max_request_bytes arrive without one, and 400 for
+// a malformed request line or header. Accepts bare LF line ends, as curl and nc may send.
+[[nodiscard]] parse_result parse_request(std::string_view buffered);
+
+}  // namespace jugglite

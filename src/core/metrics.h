@@ -1,0 +1,52 @@
+// Counters. Each block has a single writer thread; any thread may read (for /metrics
+// and the shutdown log), so fields are relaxed atomics updated without a locked RMW.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace jugglite {
+
+// A counter with one writer thread: bump() is a plain load+store, not a lock-prefixed add.
+class counter {
+public:
+    void bump(std::uint64_t n = 1) noexcept {
+        _v.store(_v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+    }
+    void set(std::uint64_t v) noexcept { _v.store(v, std::memory_order_relaxed); }
+    [[nodiscard]] std::uint64_t get() const noexcept { return _v.load(std::memory_order_relaxed); }
+
+private:
+    std::atomic<std::uint64_t> _v{0};
+};
+
+// Written by one shard thread.
+struct shard_metrics {
+    counter conns_opened;        // accepted and answered with a stream
+    counter conns_rejected;      // answered with an error status (4xx, 503)
+    counter conns_closed;        // stream or error connection fully closed
+    counter conns_open;          // gauge: streams currently open on this shard
+    counter slow_consumers;      // closed for exceeding --max-pending or the stall timeout
+    counter request_timeouts;    // closed for not sending a full request in time
+    counter messages_in;         // messages received from the redis thread
+    counter frames_out;          // frames fully written to sockets (incl. keepalives)
+    counter bytes_out;           // bytes written to sockets
+    counter frames_dropped_closed;  // frames still queued when their connection closed
+    counter accept_errors;       // accept failures other than a full table
+};
+
+// Written by the redis thread.
+struct redis_metrics {
+    counter messages_in;           // message pushes received from Redis
+    counter messages_unrouted;     // for a channel no shard wants any more (normal after UNSUBSCRIBE)
+    counter messages_dropped_full; // a shard's queue was full: dropped, per shard-delivery
+    counter reconnects;            // successful connects after the first
+    counter subscribed_channels;   // gauge
+};
+
+// One line per counter block, for the shutdown log.
+[[nodiscard]] std::string format_counters(const shard_metrics& m);
+[[nodiscard]] std::string format_counters(const redis_metrics& m);
+
+}  // namespace jugglite

@@ -1,0 +1,68 @@
+#include "core/request_router.h"
+
+#include <fmt/format.h>
+
+#include "core/limits.h"
+#include "core/query.h"
+#include "core/sse_frame.h"
+
+namespace jugglite {
+
+namespace {
+
+std::string_view status_text(int status) {
+    switch (status) {
+        case 200: return "OK";
+        case 400: return "Bad Request";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 408: return "Request Timeout";
+        case 431: return "Request Header Fields Too Large";
+        case 503: return "Service Unavailable";
+        default: return "Error";
+    }
+}
+
+}  // namespace
+
+route route_request(const http_request& req, const config& cfg) {
+    bool head = req.method == "HEAD";
+    if (req.method != "GET" && !head) return http_error{405, "only GET and HEAD are allowed"};
+    if (req.path == "/healthz") return health_route{};
+    if (req.path == "/metrics") return metrics_route{};
+    if (cfg.path && req.path != *cfg.path) return http_error{404, "not found"};
+
+    auto channels = parse_channels(req.query);
+    if (!channels) return http_error{400, describe(channels.error())};
+    std::erase_if(*channels, [&](const std::string& c) { return !cfg.channel_allowed(c); });
+    return stream_route{std::move(*channels), head};
+}
+
+std::string stream_response(const stream_route& r) {
+    std::string out =
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/event-stream;charset=utf-8\r\n"
+        "Cache-Control: no-cache\r\n"
+        "X-Accel-Buffering: no\r\n"
+        "Connection: close\r\n"
+        "\r\n";
+    if (!r.head_only) out += registration_comment(r.channels);
+    return out;
+}
+
+std::string simple_response(int status, std::string_view body) {
+    std::string extra =
+        status == 503 ? fmt::format("Retry-After: {}\r\n", limits::retry_after_seconds) : "";
+    return fmt::format(
+        "HTTP/1.1 {} {}\r\n"
+        "Content-Type: text/plain;charset=utf-8\r\n"
+        "Content-Length: {}\r\n"
+        "Cache-Control: no-cache\r\n"
+        "{}"
+        "Connection: close\r\n"
+        "\r\n"
+        "{}\n",
+        status, status_text(status), body.size() + 1, extra, body);
+}
+
+}  // namespace jugglite

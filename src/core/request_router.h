@@ -1,0 +1,35 @@
+// Decides what a parsed request gets: a stream, a health answer, or an error. Also
+// builds the exact response bytes for each.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "core/config.h"
+#include "core/http_request.h"
+
+namespace jugglite {
+
+struct stream_route {
+    std::vector<std::string> channels;  // decoded, de-duplicated, filtered by --allowed-channels
+    bool head_only;                     // HEAD: send the headers, then close
+};
+struct health_route {};
+struct metrics_route {};
+
+using route = std::variant<stream_route, health_route, metrics_route, http_error>;
+
+// Routes `req` under `cfg`: 405 for methods other than GET/HEAD, /healthz and /metrics
+// are reserved, 404 when --path is set and does not match, 400 for a bad channel list.
+[[nodiscard]] route route_request(const http_request& req, const config& cfg);
+
+// Response head of a stream plus the registration comment (HEAD: the head alone).
+[[nodiscard]] std::string stream_response(const stream_route& r);
+
+// A complete error/short answer: status line, text/plain body of one line, close.
+// 503 carries Retry-After.
+[[nodiscard]] std::string simple_response(int status, std::string_view body);
+
+}  // namespace jugglite
