@@ -48,7 +48,7 @@ public:
         void* mem = ::operator new(sizeof(frame) + bytes.size());
         frame_ref r;
         r._f = new (mem) frame(static_cast<std::uint32_t>(bytes.size()), seq);
-        if (!bytes.empty()) std::memcpy(r._f + 1, bytes.data(), bytes.size());
+        if (!bytes.empty()) std::memcpy(static_cast<char*>(mem) + sizeof(frame), bytes.data(), bytes.size());
         return r;
     }
 

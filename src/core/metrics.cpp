@@ -7,9 +7,9 @@ namespace jugglite {
 std::string format_counters(const shard_metrics& m) {
     return fmt::format(
         "opened={} rejected={} closed={} open={} slow_consumers={} request_timeouts={} "
-        "messages_in={} frames_out={} bytes_out={} frames_dropped_closed={} accept_errors={}",
+        "messages_in={} messages_unrouted={} frames_out={} bytes_out={} frames_dropped_closed={} accept_errors={}",
         m.conns_opened.get(), m.conns_rejected.get(), m.conns_closed.get(), m.conns_open.get(),
-        m.slow_consumers.get(), m.request_timeouts.get(), m.messages_in.get(),
+        m.slow_consumers.get(), m.request_timeouts.get(), m.messages_in.get(), m.messages_unrouted.get(),
         m.frames_out.get(), m.bytes_out.get(), m.frames_dropped_closed.get(),
         m.accept_errors.get());
 }

@@ -30,6 +30,7 @@ struct shard_metrics {
     counter slow_consumers;      // closed for exceeding --max-pending or the stall timeout
     counter request_timeouts;    // closed for not sending a full request in time
     counter messages_in;         // messages received from the redis thread
+    counter messages_unrouted;   // arrived after this shard's last subscriber left (not a loss)
     counter frames_out;          // frames fully written to sockets (incl. keepalives)
     counter bytes_out;           // bytes written to sockets
     counter frames_dropped_closed;  // frames still queued when their connection closed

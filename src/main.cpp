@@ -1,0 +1,226 @@
+// jugglite: flags -> config, start the shards and the Redis subscriber, wait for a signal.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cxxopts.hpp>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "net/listener.h"
+#include "redis/redis_subscriber.h"
+#include "shard/shard_set.h"
+
+namespace {
+
+using namespace jugglite;
+
+// A bad flag: main prints the message on one line and exits 2.
+struct usage_error : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+cxxopts::Options make_options(unsigned cpus) {
+    cxxopts::Options o("jugglite",
+                       "Server-Sent Events fan-out server for Redis pub/sub.\n"
+                       "Every flag can also be set with JUGGLITE_<FLAG> (e.g. JUGGLITE_PORT); "
+                       "a flag overrides its variable.");
+    auto cpu_text = std::to_string(cpus);
+    o.add_options()
+        ("address", "listen address", cxxopts::value<std::string>()->default_value("0.0.0.0"))
+        ("port", "listen port", cxxopts::value<int>()->default_value("3000"))
+        ("socket", "listen on this unix socket instead of TCP", cxxopts::value<std::string>())
+        ("max-conns", "cap on open connections; above it clients get 503",
+         cxxopts::value<long long>()->default_value("100000"))
+        ("redis", "Redis URL redis://[user:password@]host[:port][/db] (default: $REDIS_URL, "
+                  "else redis://127.0.0.1:6379/0)", cxxopts::value<std::string>())
+        ("namespace", "prefix prepended to every channel name in Redis",
+         cxxopts::value<std::string>()->default_value(""))
+        ("path", "stream only on this path (404 elsewhere); default: any path",
+         cxxopts::value<std::string>())
+        ("allowed-channels", "comma-separated glob patterns; other channels are dropped "
+                             "(default: all)", cxxopts::value<std::string>())
+        ("keepalive", "seconds between keepalive comments",
+         cxxopts::value<long long>()->default_value("20"))
+        ("shards", "shard threads", cxxopts::value<long long>()->default_value(cpu_text))
+        ("max-pending", "queued bytes per connection before it is dropped as a slow consumer",
+         cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_pending_bytes)))
+        ("version", "print the version and exit")
+        ("h,help", "print this help and exit");
+    return o;
+}
+
+// Appends --flag=value for every JUGGLITE_FLAG variable whose flag is not on the command line.
+std::vector<std::string> with_environment(int argc, char** argv, const cxxopts::Options& opts) {
+    std::vector<std::string> args(argv, argv + argc);
+    for (const auto& group : opts.groups()) {
+        for (const auto& opt : opts.group_help(group).options) {
+            const std::string& name = opt.l.empty() ? std::string() : opt.l.front();
+            if (name.empty() || name == "help" || name == "version") continue;
+            std::string var = "JUGGLITE_";
+            for (char c : name) var.push_back(c == '-' ? '_' : static_cast<char>(std::toupper(c)));
+            const char* value = std::getenv(var.c_str());
+            if (!value) continue;
+            bool given = false;
+            for (int i = 1; i < argc; ++i) {
+                std::string_view a = argv[i];
+                if (a == "--" + name || a.starts_with("--" + name + "=")) given = true;
+            }
+            if (!given) args.push_back("--" + name + "=" + value);
+        }
+    }
+    return args;
+}
+
+template <class T>
+T in_range(const cxxopts::ParseResult& r, const std::string& name, T lo, T hi) {
+    auto v = r[name].as<long long>();
+    if (v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
+        throw usage_error(fmt::format("--{} must be between {} and {} (got {})", name, lo, hi, v));
+    return static_cast<T>(v);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        auto comma = s.find(',', start);
+        auto piece = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+        if (!piece.empty()) out.push_back(piece);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+config parse_config(const cxxopts::ParseResult& r) {
+    config cfg;
+    cfg.address = r["address"].as<std::string>();
+    long long port = r["port"].as<int>();
+    if (port < 0 || port > 65535) throw usage_error(fmt::format("--port must be 0..65535 (got {})", port));
+    cfg.port = static_cast<std::uint16_t>(port);
+    if (r.count("socket")) cfg.socket_path = r["socket"].as<std::string>();
+    cfg.max_conns = in_range<std::uint32_t>(r, "max-conns", 1, 10'000'000);
+    std::string url = "redis://127.0.0.1:6379/0";
+    if (const char* env = std::getenv("REDIS_URL"); env && *env) url = env;
+    if (r.count("redis")) url = r["redis"].as<std::string>();
+    auto ep = redis_endpoint::parse(url);
+    if (!ep) throw usage_error(fmt::format("--redis: {}", ep.error()));
+    cfg.redis = std::move(*ep);
+    cfg.namespace_prefix = r["namespace"].as<std::string>();
+    if (r.count("path")) {
+        cfg.path = r["path"].as<std::string>();
+        if (!cfg.path->starts_with('/')) throw usage_error("--path must start with '/'");
+        if (*cfg.path == "/healthz" || *cfg.path == "/metrics")
+            throw usage_error(fmt::format("--path {} is reserved", *cfg.path));
+    }
+    if (r.count("allowed-channels"))
+        cfg.allowed_channels = split_list(r["allowed-channels"].as<std::string>());
+    cfg.keepalive = std::chrono::seconds(in_range<long long>(r, "keepalive", 1, 3600));
+    cfg.shards = in_range<unsigned>(r, "shards", 1, 64);
+    cfg.max_pending_bytes = in_range<std::size_t>(r, "max-pending", 1024, 1LL << 32);
+    return cfg;
+}
+
+std::string describe(const config& cfg) {
+    std::string listen = cfg.socket_path.empty() ? fmt::format("{}:{}", cfg.address, cfg.port)
+                                                 : "unix:" + cfg.socket_path;
+    std::string allowed;
+    for (const auto& p : cfg.allowed_channels) allowed += (allowed.empty() ? "" : ",") + p;
+    return fmt::format(
+        "jugglite {} listen={} shards={} max_conns={} redis={} namespace='{}' path={} "
+        "allowed_channels={} keepalive={}s max_pending={}",
+        JUGGLITE_VERSION, listen, cfg.shards, cfg.max_conns, cfg.redis.display(),
+        cfg.namespace_prefix, cfg.path.value_or("(any)"), allowed.empty() ? "(all)" : allowed,
+        cfg.keepalive.count(), cfg.max_pending_bytes);
+}
+
+int serve(const config& cfg) {
+    // Signals are taken synchronously by this thread only: block them before any thread
+    // starts (threads inherit the mask). Sends use MSG_NOSIGNAL; SIGPIPE from hiredis is ignored.
+    ::signal(SIGPIPE, SIG_IGN);
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    std::atomic<bool> stop{false};
+    std::atomic<bool> redis_healthy{false};
+    redis_metrics redis_counters;
+    auto efd = make_eventfd(true);
+    if (!efd) {
+        log::error("{}", efd.error());
+        return 1;
+    }
+    redis_wakeup wake;
+    wake.eventfd = efd->get();
+
+    auto shards = shard_set::start(cfg, stop, wake, redis_healthy, redis_counters);
+    if (!shards) {
+        log::error("cannot start: {}", shards.error());
+        return 1;
+    }
+    log::info("{}", describe(cfg));
+    log::info("accepting on {} with {} shards (capacity {} connections)",
+              cfg.socket_path.empty() ? fmt::format("{}:{}", cfg.address, cfg.port) : cfg.socket_path,
+              cfg.shards, (*shards)->capacity());
+
+    redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_healthy, redis_counters);
+    std::thread redis_thread([&sub] { sub.run(); });
+
+    int sig = 0;
+    sigwait(&signals, &sig);
+    log::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    stop.store(true, std::memory_order_release);
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake.eventfd, &one, sizeof one);
+    (*shards)->join();
+    redis_thread.join();
+
+    auto all = (*shards)->metrics();
+    for (std::size_t i = 0; i < all.size(); ++i) log::info("shard {}: {}", i, format_counters(all[i]));
+    log::info("redis: {}", format_counters(redis_counters));
+    shards->reset();
+    log::info("stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    auto opts = make_options(cpus);
+    config cfg;
+    try {
+        auto args = with_environment(argc, argv, opts);
+        std::vector<char*> cargs;
+        for (auto& a : args) cargs.push_back(a.data());
+        auto r = opts.parse(static_cast<int>(cargs.size()), cargs.data());
+        if (r.count("help")) {
+            std::cout << opts.help() << std::endl;
+            return 0;
+        }
+        if (r.count("version")) {
+            std::cout << "jugglite " << JUGGLITE_VERSION << std::endl;
+            return 0;
+        }
+        if (!r.unmatched().empty())
+            throw usage_error(fmt::format("unexpected argument '{}'", r.unmatched().front()));
+        cfg = parse_config(r);
+    } catch (const std::exception& e) {
+        std::cerr << "jugglite: " << e.what() << " (see --help)" << std::endl;
+        return 2;
+    }
+    try {
+        return serve(cfg);
+    } catch (const std::exception& e) {
+        log::error("fatal: {}", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,91 @@
+// One client connection's state and its outgoing frame queue. No I/O here: the shard
+// issues the operations; this type decides what to send next and accounts for results.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/channel_registry.h"
+#include "core/frame.h"
+#include "core/limits.h"
+
+namespace jugglite {
+
+enum class conn_state : std::uint8_t {
+    free,                // slot unused
+    reading,             // waiting for the request head
+    streaming,           // subscribed; frames flow
+    closing_after_send,  // an error answer (or HEAD) is queued; close once it is written
+    closing,             // cancel issued; waiting for the last completion
+};
+
+// A channel this connection is in, and its position in that channel's subscriber list.
+struct membership {
+    channel_entry* entry;
+    std::uint32_t pos;
+};
+
+// What one send should write: a single span (send) or several (sendmsg over iovecs).
+struct send_plan {
+    const char* data;     // set when count == 1
+    std::size_t len;
+    msghdr* msg;          // set when count > 1
+    std::size_t count;    // frames covered
+};
+
+class connection {
+public:
+    // Resets the slot for a newly accepted socket. The generation survives resets.
+    void open(std::int64_t now_ms) noexcept;
+    // Back to free, releasing everything; bumps the generation so late completions miss.
+    void reset() noexcept;
+
+    // Appends `f` to the queue. Returns false once more than `cap` bytes are queued (the
+    // caller drops the connection as a slow consumer); the frame is still held then.
+    [[nodiscard]] bool enqueue(frame_ref f, std::size_t cap);
+
+    // What to send next from the queue head (at most limits::max_iov_per_send frames).
+    // Only valid when has_pending() and no send is in flight. Marks a send in flight.
+    [[nodiscard]] send_plan plan_send();
+
+    // Accounts `n` bytes written by the in-flight send; returns the frames completed.
+    // Clears the in-flight mark.
+    std::uint32_t consume(std::size_t n) noexcept;
+
+    [[nodiscard]] bool has_pending() const noexcept { return _head < _pending.size(); }
+    [[nodiscard]] std::size_t pending_bytes() const noexcept { return _pending_bytes; }
+    // Drops every queued frame (only when no send is in flight). Returns how many.
+    std::size_t drop_pending() noexcept;
+
+    std::uint32_t gen = 0;
+    conn_state state = conn_state::free;
+    bool send_inflight = false;
+    bool recv_armed = false;
+    bool counted = false;           // holds one unit of the process-wide --max-conns budget
+    std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
+    std::int64_t deadline_ms = 0;   // reading: when the request times out
+    std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive
+    std::int64_t send_started_ms = 0;
+    std::string request;            // request bytes until parsed, then released
+    std::vector<membership> channels;
+
+private:
+    std::vector<frame_ref> _pending;  // frames [_head, end) are unsent
+    std::size_t _head = 0;
+    std::size_t _head_offset = 0;     // bytes of _pending[_head] already written
+    std::size_t _pending_bytes = 0;   // unsent bytes
+    // iovecs for a multi-frame send; allocated on first use, freed when the queue drains
+    // so idle connections hold none.
+    struct iov_batch {
+        msghdr msg;
+        iovec iov[limits::max_iov_per_send];
+    };
+    std::unique_ptr<iov_batch> _batch;
+};
+
+}  // namespace jugglite

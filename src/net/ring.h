@@ -1,0 +1,63 @@
+// RAII owner of one io_uring, created on the thread that will submit to it.
+#pragma once
+
+#include <liburing.h>
+
+#include <chrono>
+#include <expected>
+#include <string>
+#include <system_error>
+
+namespace jugglite {
+
+class ring {
+public:
+    // Creates a ring with SINGLE_ISSUER | DEFER_TASKRUN and a CQ of cq_entries. Must be
+    // called on the thread that submits (the kernel rejects submits from any other).
+    [[nodiscard]] static std::expected<ring, std::string> create(unsigned sq_entries,
+                                                                 unsigned cq_entries);
+    ring(ring&& o) noexcept;
+    ring& operator=(ring&&) = delete;
+    ring(const ring&) = delete;
+    ~ring();
+
+    // A free SQE. When the SQ is full it submits what is queued first, so it only
+    // returns nullptr if the kernel refuses the submission (logged by the caller).
+    [[nodiscard]] io_uring_sqe* sqe() noexcept;
+
+    // Submits queued SQEs and waits for at least one completion or `timeout`.
+    // Returns the number submitted or -errno (-ETIME and -EINTR are normal).
+    int submit_and_wait(std::chrono::milliseconds timeout) noexcept;
+    // Submits queued SQEs without waiting.
+    int submit() noexcept;
+    // Submits queued SQEs and runs deferred completion work (DEFER_TASKRUN) without
+    // waiting, so that ready completions become visible to drain().
+    int submit_and_get_events() noexcept;
+
+    // Calls fn(const io_uring_cqe&) for every ready completion, then marks them seen.
+    template <class Fn>
+    unsigned drain(Fn&& fn) noexcept {
+        unsigned head, n = 0;
+        io_uring_cqe* cqe;
+        io_uring_for_each_cqe(&_ring, head, cqe) {
+            fn(*cqe);
+            ++n;
+        }
+        io_uring_cq_advance(&_ring, n);
+        return n;
+    }
+
+    // Registers a sparse direct-descriptor table of `slots` entries.
+    [[nodiscard]] std::expected<void, std::string> register_sparse_files(unsigned slots);
+
+    [[nodiscard]] io_uring* raw() noexcept { return &_ring; }
+
+private:
+    ring() = default;
+    io_uring _ring{};
+    bool _live = false;
+};
+
+static_assert(std::is_nothrow_move_constructible_v<ring>);
+
+}  // namespace jugglite

@@ -1,0 +1,109 @@
+// One shard: a thread with its own io_uring, listener, connections and channel table.
+// Nothing in a shard is touched by another thread except through its shard_link.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <expected>
+#include <future>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/channel_registry.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/shard_link.h"
+#include "net/buf_ring.h"
+#include "net/connection.h"
+#include "net/ring.h"
+#include "net/user_data.h"
+
+namespace jugglite {
+
+// State every shard reads, owned by the shard set. Written only through atomics.
+struct shard_environment {
+    const config* cfg;
+    std::atomic<bool>* stop;                // set once at shutdown
+    std::atomic<std::uint32_t>* open_conns; // accepted connections across all shards
+    std::atomic<bool>* redis_healthy;       // connected to Redis and subscribed
+    redis_wakeup* redis;
+    std::span<const shard_metrics> all_shards;  // for /metrics
+    const redis_metrics* redis_counters;
+};
+
+class shard {
+public:
+    // `listen_fd` stays owned by the caller and outlives the shard. `slots` is the size of
+    // the shard's direct-descriptor table.
+    shard(unsigned id, shard_environment env, shard_link& link, shard_metrics& metrics,
+          int listen_fd, std::uint32_t slots);
+
+    // Creates the ring (on this thread, as SINGLE_ISSUER requires), reports the outcome
+    // through `ready`, then runs the loop until env.stop is set and connections are closed.
+    void run(std::promise<std::expected<void, std::string>>& ready) noexcept;
+
+private:
+    [[nodiscard]] std::expected<void, std::string> setup();
+    void loop() noexcept;
+    void shutdown() noexcept;
+
+    // Completion handlers.
+    void handle(const io_uring_cqe& cqe) noexcept;
+    void on_accept(const io_uring_cqe& cqe) noexcept;
+    void on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) noexcept;
+    void on_send(connection& c, std::uint32_t slot, int res) noexcept;
+
+    // Request handling.
+    void on_request_bytes(connection& c, std::uint32_t slot) noexcept;
+    void start_stream(connection& c, std::uint32_t slot, std::vector<std::string> channels,
+                      bool head_only) noexcept;
+    void answer_and_close(connection& c, std::uint32_t slot, int status,
+                          std::string_view body) noexcept;
+    std::string metrics_text() const;
+
+    // Data path.
+    void drain_messages() noexcept;
+    void deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept;
+    void start_send(connection& c, std::uint32_t slot) noexcept;
+    void close_slow_consumers() noexcept;
+
+    // Lifecycle.
+    void arm_accept() noexcept;
+    void arm_recv(connection& c, std::uint32_t slot) noexcept;
+    void arm_wake() noexcept;
+    enum class close_reason { client_gone, slow_consumer, done, shutdown };
+    void close_conn(connection& c, std::uint32_t slot, close_reason why) noexcept;
+    void maybe_finish_close(connection& c, std::uint32_t slot) noexcept;
+    void leave_channels(connection& c) noexcept;
+    void send_control(control_message m) noexcept;
+    void flush_control() noexcept;
+
+    // Timers: scan one slice of the connection table per tick.
+    void on_tick() noexcept;
+
+    unsigned _id;
+    shard_environment _env;
+    shard_link& _link;
+    shard_metrics& _metrics;
+    int _listen_fd;
+    std::uint32_t _slots;
+
+    std::optional<ring> _ring;
+    std::optional<buf_ring> _bufs;
+    std::vector<connection> _conns;     // indexed by direct-descriptor slot
+    std::uint32_t _high_water = 0;      // slots [0, _high_water) have been used
+    std::uint32_t _live = 0;            // slots not free (open or still closing)
+    std::vector<std::uint32_t> _to_close;  // slow consumers found during a fan-out
+    channel_registry _channels;
+    std::vector<control_message> _control_backlog;  // when from_shard is full
+    frame_ref _keepalive;
+    std::uint64_t _wake_buf = 0;
+    bool _accept_armed = false;
+    std::int64_t _now_ms = 0;
+    std::int64_t _next_tick_ms = 0;
+    unsigned _slice = 0;
+};
+
+}  // namespace jugglite

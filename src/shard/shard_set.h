@@ -1,0 +1,58 @@
+// Starts and stops all shard threads, and owns what they share: the links to the redis
+// thread, the listeners, the counters and the process-wide connection count.
+#pragma once
+
+#include <atomic>
+#include <expected>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/config.h"
+#include "core/metrics.h"
+#include "core/shard_link.h"
+#include "net/unique_fd.h"
+
+namespace jugglite {
+
+class shard;
+
+class shard_set {
+public:
+    // Opens the listeners and starts cfg.shards threads; returns once every shard has its
+    // ring and is accepting, or with the first shard's setup error (all threads stopped).
+    // `stop`, `redis`, `redis_healthy` and `redis_counters` must outlive the set.
+    [[nodiscard]] static std::expected<std::unique_ptr<shard_set>, std::string> start(
+        const config& cfg, std::atomic<bool>& stop, redis_wakeup& redis,
+        std::atomic<bool>& redis_healthy, const redis_metrics& redis_counters);
+    ~shard_set();
+
+    // The redis thread's ends of the queues, one per shard.
+    [[nodiscard]] std::span<shard_link> links() noexcept { return {_links.get(), _count}; }
+    [[nodiscard]] std::span<const shard_metrics> metrics() const noexcept {
+        return {_metrics.get(), _count};
+    }
+    // Wakes every shard (after `stop` was set) and joins them.
+    void join() noexcept;
+    // Connection capacity: shards x direct-descriptor table size.
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return _capacity; }
+
+private:
+    shard_set() = default;
+    unsigned _count = 0;
+    std::uint64_t _capacity = 0;
+    std::unique_ptr<shard_link[]> _links;
+    std::unique_ptr<shard_metrics[]> _metrics;
+    std::vector<unique_fd> _listeners;
+    std::vector<unique_fd> _eventfds;
+    std::vector<std::unique_ptr<shard>> _shards;
+    std::vector<std::promise<std::expected<void, std::string>>> _ready;
+    std::vector<std::thread> _threads;
+    std::atomic<std::uint32_t> _open_conns{0};
+    std::string _socket_path;  // unlinked at exit
+};
+
+}  // namespace jugglite
