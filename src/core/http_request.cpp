@@ -63,7 +63,9 @@ parse_result parse_request(std::string_view buffered) {
             return http_error{400, "malformed request line"};
         return need_more{};
     }
-    if (end > limits::max_request_bytes + 4) return http_error{431, "request header fields too large"};
+    // The limit counts the whole head, blank line included, as the need_more branch above
+    // does: the verdict must not depend on where the reads happened to split the head.
+    if (end > limits::max_request_bytes) return http_error{431, "request header fields too large"};
 
     std::string_view rest = buffered.substr(0, end);
     std::string_view line = next_line(rest);

@@ -1,0 +1,218 @@
+// Whole-process behaviour: Redis outages, health, shutdown, flags, scale, slow consumers.
+#include <doctest/doctest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <thread>
+
+#include "support/sse.h"
+
+using namespace test;
+
+namespace {
+
+std::string http_get(int port, std::string_view target) {
+    auto c = raw_client::tcp(port);
+    c.get(target);
+    c.read_until_closed(5s);
+    return c.received();
+}
+
+bool healthy(int port) { return http_get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"); }
+
+long long metric(int port, std::string_view name) {
+    std::string body = http_get(port, "/metrics");
+    auto p = body.find("\n" + std::string(name) + " ");
+    if (p == std::string::npos) p = body.find("\r\n\r\n" + std::string(name) + " ");
+    if (p == std::string::npos) return -1;
+    p = body.find(' ', p + 1);
+    return std::stoll(body.substr(p + 1));
+}
+
+}  // namespace
+
+TEST_CASE("Redis restarted mid-stream: streams stay open and later messages arrive") {
+    redis_server own_redis;
+    jugglite_server server({}, own_redis.url());
+    auto ch = unique_channel();
+    auto c = open_stream(server.port(), "/stream?channel=" + ch);
+    {
+        redis_client redis(own_redis.port());
+        REQUIRE(wait_numsub(redis, ch));
+        redis.publish(ch, "before");
+        REQUIRE(c.read_until("data: before\n\n"));
+    }
+    CHECK(healthy(server.port()));
+
+    own_redis.stop();
+    CHECK(eventually([&] { return !healthy(server.port()); }));
+    std::string health = http_get(server.port(), "/healthz");
+    CHECK(health.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+    CHECK(health.ends_with("redis subscriber is not connected\n"));
+    // New streams are still accepted while Redis is away.
+    auto during = open_stream(server.port(), "/stream?channel=" + ch);
+    CHECK_FALSE(c.read_until_closed(300ms));
+
+    own_redis.start();
+    redis_client redis(own_redis.port());
+    REQUIRE(wait_numsub(redis, ch));  // re-subscribed after reconnecting
+    CHECK(eventually([&] { return healthy(server.port()); }));
+    CHECK(redis.publish(ch, "after") == 1);
+    CHECK(c.read_until("data: after\n\n"));
+    CHECK(during.read_until("data: after\n\n"));
+    CHECK(server.log().find("reconnected to") != std::string::npos);
+    INFO(server.log());
+    CHECK(metric(server.port(), "redis_reconnects") == 1);
+}
+
+TEST_CASE("Redis down at start: streams open, and it subscribes once Redis appears") {
+    int port = free_port();
+    jugglite_server server({}, "redis://127.0.0.1:" + std::to_string(port));
+    auto ch = unique_channel();
+    auto c = open_stream(server.port(), "/stream?channel=" + ch);
+    CHECK_FALSE(healthy(server.port()));
+    redis_server late(port);
+    redis_client redis(port);
+    REQUIRE(wait_numsub(redis, ch));
+    CHECK(redis.publish(ch, "late") == 1);
+    CHECK(c.read_until("data: late\n\n"));
+    CHECK(eventually([&] { return healthy(server.port()); }));
+}
+
+TEST_CASE("SIGTERM closes the streams and exits 0") {
+    jugglite_server server;
+    auto a = open_stream(server.port(), "/stream?channel=" + unique_channel());
+    auto b = open_stream(server.port(), "/stream?channel=" + unique_channel());
+    auto start = std::chrono::steady_clock::now();
+    CHECK(server.terminate(5s) == 0);
+    CHECK(std::chrono::steady_clock::now() - start < 5s);
+    CHECK(a.read_until_closed(1s));
+    CHECK(b.read_until_closed(1s));
+    std::string log = server.log();
+    CHECK(log.find("received SIGTERM") != std::string::npos);
+    CHECK(log.find("shard 0: opened=") != std::string::npos);
+    CHECK(log.find("stopped") != std::string::npos);
+}
+
+TEST_CASE("SIGINT also exits 0") {
+    jugglite_server server;
+    CHECK(server.process().stop(SIGINT, 5s) == 0);
+}
+
+TEST_CASE("2,000 concurrent streams on 2 shards all receive a broadcast") {
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    REQUIRE(lim.rlim_cur > 2100);
+
+    jugglite_server server({"--shards", "2"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("broadcast");
+    constexpr int n = 2000;
+    std::vector<raw_client> clients;
+    clients.reserve(n);
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(raw_client::tcp(server.port()));
+        clients.back().get("/stream?channel=" + ch);
+    }
+    for (auto& c : clients) REQUIRE(c.read_until(": registered to channels: " + ch + "\n"));
+    REQUIRE(wait_numsub(redis, ch));
+    CHECK(redis.publish(ch, "to everyone") == 1);
+    int got = 0;
+    for (auto& c : clients) got += c.read_until("data: to everyone\n\n", 10s) ? 1 : 0;
+    CHECK(got == n);
+    CHECK(metric(server.port(), "connections_open") == n);
+    clients.clear();
+    CHECK(eventually([&] { return metric(server.port(), "connections_open") == 0; }));
+    CHECK(wait_numsub(redis, ch, 0));
+}
+
+TEST_CASE("a client that stops reading is dropped as a slow consumer; others get everything") {
+    jugglite_server server({"--max-pending", "262144"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("slow");
+    // The stalled client: tiny receive buffer, never reads after the registration.
+    auto stalled = raw_client::tcp(server.port(), "127.0.0.1", 4096);
+    stalled.get("/stream?channel=" + ch);
+    REQUIRE(stalled.read_until(": registered to channels: " + ch + "\n"));
+    auto reader = open_stream(server.port(), "/stream?channel=" + ch);
+    REQUIRE(wait_numsub(redis, ch));
+
+    const std::string payload(50 * 1024, 'p');
+    constexpr int messages = 200;  // 10 MB: far past the socket buffers and the 256 KiB cap
+    std::thread drain([&] {
+        // Paced (25 MB/s), so the reading client keeps up and only the stalled one falls behind.
+        for (int i = 0; i < messages; ++i) {
+            redis.publish(ch, payload + std::to_string(i));
+            std::this_thread::sleep_for(2ms);
+        }
+    });
+    std::size_t frames = 0;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    std::string last = "data: " + payload + std::to_string(messages - 1) + "\n\n";
+    while (std::chrono::steady_clock::now() < deadline && !reader.read_until(last, 1s)) {
+    }
+    drain.join();
+    INFO("reader got " << reader.received().size() << " bytes, closed=" << reader.closed()
+                       << "; metrics: " << http_get(server.port(), "/metrics"));
+    REQUIRE(reader.read_until(last, 10s));
+    for (std::size_t p = 0; (p = reader.received().find("data: ", p)) != std::string::npos; ++p) ++frames;
+    CHECK(frames == messages);
+    CHECK(eventually([&] { return metric(server.port(), "slow_consumers") == 1; }));
+    CHECK(stalled.read_until_closed(10s));  // after draining what the kernel held
+}
+
+TEST_CASE("/metrics reports counters") {
+    jugglite_server server;
+    auto c = open_stream(server.port(), "/stream?channel=" + unique_channel());
+    std::string m = http_get(server.port(), "/metrics");
+    CHECK(m.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(metric(server.port(), "connections_open") == 1);
+    CHECK(metric(server.port(), "connections_opened") >= 1);
+}
+
+TEST_CASE("flags: bad values exit 2 with one clear line; env variables; --version; --help") {
+    auto r = run_jugglite({"--port", "70000"});
+    CHECK(r.status == 2);
+    CHECK(r.output == "jugglite: --port must be 0..65535 (got 70000) (see --help)\n");
+    r = run_jugglite({"--shards", "0"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--shards must be between 1 and 64") != std::string::npos);
+    r = run_jugglite({"--redis", "http://x"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("redis URL must start with redis://") != std::string::npos);
+    r = run_jugglite({"--bogus"});
+    CHECK(r.status == 2);
+    r = run_jugglite({"--port", "abc"});
+    CHECK(r.status == 2);
+    r = run_jugglite({}, {"JUGGLITE_KEEPALIVE=0"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--keepalive must be between 1 and 3600 (got 0)") != std::string::npos);
+
+    r = run_jugglite({"--version"});
+    CHECK(r.status == 0);
+    CHECK(r.output.starts_with("jugglite "));
+    r = run_jugglite({"--help"});
+    CHECK(r.status == 0);
+    for (auto flag : {"--address", "--port", "--socket", "--max-conns", "--redis", "--namespace",
+                      "--path", "--allowed-channels", "--keepalive", "--shards", "--max-pending"})
+        CHECK_MESSAGE(r.output.find(flag) != std::string::npos, flag);
+    CHECK(r.output.find("(default: 3000)") != std::string::npos);
+
+    int port = free_port();
+    {
+        jugglite_server server({"--port", std::to_string(port), "--address", "127.0.0.1"},
+                               shared_redis().url(), {"JUGGLITE_NAMESPACE=envns:"});
+        CHECK(server.log().find("namespace='envns:'") != std::string::npos);
+        CHECK(healthy(port));
+    }
+    {
+        int env_port = free_port();
+        jugglite_server server({"--address", "127.0.0.1", "--port", std::to_string(port)},
+                               shared_redis().url(), {"JUGGLITE_PORT=" + std::to_string(env_port)});
+        CHECK(server.log().find("listen=127.0.0.1:" + std::to_string(port)) != std::string::npos);
+    }
+}
