@@ -13,9 +13,7 @@ TEST_CASE("a plain payload is one data line and a blank line") {
     CHECK(build_sse_frame("hello") == "data: hello\n\n");
 }
 
-TEST_CASE("an empty payload is one empty data line"){
-    CHECK(build_sse_frame("") == "data: \n\n"),
-}
+TEST_CASE("an empty payload is one empty data line") { CHECK(build_sse_frame("") == "data: \n\n"); }
 
 TEST_CASE("payloads are split on CRLF, LF and lone CR") {
     CHECK(build_sse_frame("a\r\nb\rc\nd") == "data: a\ndata: b\ndata: c\ndata: d\n\n");

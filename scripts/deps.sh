@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages jugglite needs to build, test and run, if any are missing.
+# Sourced or run by scripts/run and scripts/test; safe to run again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  liburing-dev libhiredis-dev libfmt-dev libcxxopts-dev libsimdjson-dev
+  doctest-dev libbenchmark-dev
+  redis-server redis-tools curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "jugglite: installing ${missing[*]}" >&2
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
