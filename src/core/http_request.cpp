@@ -84,17 +84,20 @@ parse_result parse_request(std::string_view buffered) {
     if (version != "HTTP/1.1" && version != "HTTP/1.0")
         return http_error{400, "unsupported HTTP version"};
 
+    bool absolute_root = false;  // http://host or http://host?query: the path is "/"
     if (target.starts_with("http://") || target.starts_with("https://")) {
         target.remove_prefix(target.find("//") + 2);
-        auto slash = target.find('/');
-        target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+        auto split = target.find_first_of("/?");
+        absolute_root = split == std::string_view::npos || target[split] == '?';
+        target = split == std::string_view::npos ? std::string_view() : target.substr(split);
     }
-    if (!target.starts_with('/')) return http_error{400, "malformed request target"};
+    if (!absolute_root && !target.starts_with('/'))
+        return http_error{400, "malformed request target"};
     if (std::any_of(target.begin(), target.end(),
                     [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
         return http_error{400, "malformed request target"};
     auto q = target.find('?');
-    req.path = target.substr(0, q);
+    req.path = absolute_root ? std::string_view("/") : target.substr(0, q);
     if (q != std::string_view::npos) req.query = target.substr(q + 1);
     if (auto hash = req.query.find('#'); hash != std::string_view::npos)
         req.query = req.query.substr(0, hash);

@@ -126,6 +126,9 @@ TEST_CASE("absolute-form targets are reduced to the path") {
     CHECK(req.path == "/events");
     CHECK(req.query == "channel=a");
     CHECK(expect_request("GET https://example.com HTTP/1.1\r\n\r\n").path == "/");
+    auto root_query = expect_request("GET http://example.com?channel=b HTTP/1.1\r\n\r\n");
+    CHECK(root_query.path == "/");
+    CHECK(root_query.query == "channel=b");
 }
 
 TEST_CASE("a fragment is cut from the query") {
