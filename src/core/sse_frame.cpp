@@ -37,10 +37,15 @@ void append_json_fields(std::string& out, std::string_view payload) {
     if (first == std::string_view::npos || payload[first] != '{') return;
 
     // One parser per thread: frames are built on the redis thread (and in tests).
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end: parse from a reused,
+    // padded per-thread copy rather than allocating one per message.
     thread_local simdjson::dom::parser parser;
-    simdjson::padded_string padded(payload);
+    thread_local std::string padded;
+    padded.assign(payload);
+    padded.resize(payload.size() + simdjson::SIMDJSON_PADDING);
     simdjson::dom::element doc;
-    if (parser.parse(padded).get(doc) != simdjson::SUCCESS) return;  // invalid JSON: plain data
+    if (parser.parse(padded.data(), payload.size(), false).get(doc) != simdjson::SUCCESS)
+        return;  // invalid JSON: plain data
     simdjson::dom::object obj;
     if (doc.get(obj) != simdjson::SUCCESS) return;
 
