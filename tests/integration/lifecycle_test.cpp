@@ -130,7 +130,7 @@ TEST_CASE("2,000 concurrent streams on 2 shards all receive a broadcast") {
     CHECK(wait_numsub(redis, ch, 0));
 }
 
-TEST_CASE("a client that stops reading is dropped as a slow consumer; others get everything") {
+TEST_CASE("a client that stops reading is dropped as a slow consumer while others get everything") {
     jugglite_server server({"--max-pending", "262144"});
     redis_client redis(shared_redis().port());
     auto ch = unique_channel("slow");
@@ -174,7 +174,7 @@ TEST_CASE("/metrics reports counters") {
     CHECK(metric(server.port(), "connections_opened") >= 1);
 }
 
-TEST_CASE("flags: bad values exit 2 with one clear line; env variables; --version; --help") {
+TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --version - --help") {
     auto r = run_jugglite({"--port", "70000"});
     CHECK(r.status == 2);
     CHECK(r.output == "jugglite: --port must be 0..65535 (got 70000) (see --help)\n");
