@@ -23,6 +23,10 @@ inline constexpr std::chrono::milliseconds request_timeout{10'000};
 // Longer than any keepalive interval a client could sensibly be behind by.
 inline constexpr std::chrono::milliseconds send_stall_timeout{30'000};
 
+// After an error answer is written and the write side shut, how long to wait for the
+// client's EOF before closing anyway (closing with unread input would RST the answer away).
+inline constexpr std::chrono::milliseconds linger{2'000};
+
 // Default cap on bytes queued for one connection (--max-pending). Redis' pubsub output
 // buffer limit is 32 MiB for a whole client; one browser tab needs far less.
 inline constexpr std::size_t default_max_pending_bytes = 1024 * 1024;
@@ -60,6 +64,10 @@ inline constexpr unsigned timer_slices = 10;
 // Redis reconnect backoff: doubles from min to max, with up to 50% random jitter.
 inline constexpr std::chrono::milliseconds redis_backoff_min{100};
 inline constexpr std::chrono::milliseconds redis_backoff_max{5'000};
+
+// A Redis link that lived this long was stable: when it drops, reconnect at once and
+// restart the backoff. A shorter-lived one keeps backing off.
+inline constexpr std::chrono::milliseconds redis_stable_link{5'000};
 
 // Connect timeout for each Redis attempt.
 inline constexpr std::chrono::milliseconds redis_connect_timeout{1'000};

@@ -21,6 +21,7 @@ enum class conn_state : std::uint8_t {
     reading,             // waiting for the request head
     streaming,           // subscribed; frames flow
     closing_after_send,  // an error answer (or HEAD) is queued; close once it is written
+    lingering,           // answer written and write side shut; waiting for the client's EOF
     closing,             // cancel issued; waiting for the last completion
 };
 
@@ -68,7 +69,7 @@ public:
     bool recv_armed = false;
     bool counted = false;           // holds one unit of the process-wide --max-conns budget
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
-    std::int64_t deadline_ms = 0;   // reading: when the request times out
+    std::int64_t deadline_ms = 0;   // reading: request timeout; lingering: when to close
     std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive
     std::int64_t send_started_ms = 0;
     std::string request;            // request bytes until parsed, then released

@@ -34,16 +34,19 @@ public:
     // waiting, so that ready completions become visible to drain().
     int submit_and_get_events() noexcept;
 
-    // Calls fn(const io_uring_cqe&) for every ready completion, then marks them seen.
+    // Calls fn(const io_uring_cqe&) for every ready completion. Each is marked seen before
+    // its handler runs, so that submissions made by handlers (sqe() submits when the SQ is
+    // full) find room in the CQ instead of spilling into the kernel's overflow list.
     template <class Fn>
     unsigned drain(Fn&& fn) noexcept {
-        unsigned head, n = 0;
+        unsigned n = 0;
         io_uring_cqe* cqe;
-        io_uring_for_each_cqe(&_ring, head, cqe) {
-            fn(*cqe);
+        while (io_uring_peek_cqe(&_ring, &cqe) == 0) {
+            io_uring_cqe copy = *cqe;
+            io_uring_cqe_seen(&_ring, cqe);
+            fn(copy);
             ++n;
         }
-        io_uring_cq_advance(&_ring, n);
         return n;
     }
 

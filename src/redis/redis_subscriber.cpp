@@ -101,12 +101,13 @@ void redis_subscriber::try_connect() noexcept {
               ep.display(), _interest.size());
     _ever_connected = true;
     _failures = 0;
-    _backoff_ms = 0;
+    _connected_at_ms = monotonic_ms();
     _subscribed.clear();
-    auto all = _interest.channels();
-    _awaiting_acks = all.size();
-    _touched.insert(_touched.end(), all.begin(), all.end());
-    if (_awaiting_acks == 0) _healthy.store(true);
+    // Re-subscribe everything that still has subscribers; /healthz turns ok once Redis has
+    // acknowledged each of those channels (see sync_subscriptions and handle_reply).
+    _touched = _interest.channels();
+    _resyncing = true;
+    _awaiting.clear();
 }
 
 void redis_subscriber::disconnect(std::string_view why) noexcept {
@@ -114,9 +115,22 @@ void redis_subscriber::disconnect(std::string_view why) noexcept {
     _ctx.reset();
     _healthy.store(false);
     _subscribed.clear();
+    _awaiting.clear();
+    _touched.clear();  // try_connect re-seeds it from the interest table
     _metrics.subscribed_channels.set(0);
     _write_pending = false;
-    _next_attempt_ms = 0;  // first retry at once, then back off
+    // A link that lived a while is retried at once. One that died young (a Redis that
+    // accepts and then drops us: maxclients, protected mode, a proxy) keeps backing off,
+    // so that it can't turn into a reconnect loop.
+    std::int64_t now = monotonic_ms();
+    if (now - _connected_at_ms >= limits::redis_stable_link.count()) {
+        _backoff_ms = 0;
+        _next_attempt_ms = now;
+    } else {
+        _backoff_ms = std::min<std::int64_t>(std::max<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_min.count()),
+                                             limits::redis_backoff_max.count());
+        _next_attempt_ms = now + _backoff_ms;
+    }
 }
 
 void redis_subscriber::drain_control() noexcept {
@@ -126,7 +140,8 @@ void redis_subscriber::drain_control() noexcept {
                 (void)_interest.add(m->channel, i);
             else
                 (void)_interest.remove(m->channel, i);
-            _touched.push_back(std::move(m->channel));
+            // While disconnected there is nothing to sync: try_connect re-seeds from _interest.
+            if (_ctx) _touched.push_back(std::move(m->channel));
         }
     }
 }
@@ -135,7 +150,7 @@ void redis_subscriber::drain_control() noexcept {
 // since the last call. Comparing end states (rather than replaying each report) keeps a
 // quick unsubscribe/subscribe pair from ending in the wrong state.
 void redis_subscriber::sync_subscriptions() noexcept {
-    if (_touched.empty()) return;
+    if (_touched.empty() && !_resyncing) return;
     std::vector<std::string> sub, unsub;
     for (auto& name : _touched) {
         std::string full = _cfg.namespace_prefix + name;
@@ -150,11 +165,24 @@ void redis_subscriber::sync_subscriptions() noexcept {
         }
     }
     _touched.clear();
+    for (const auto& full : unsub) _awaiting.erase(full);
+    if (_resyncing) {
+        // The first sync after a (re)connect: healthy once Redis confirms each of these.
+        _resyncing = false;
+        _awaiting.insert(sub.begin(), sub.end());
+        if (_awaiting.empty()) mark_healthy();
+    }
     if (!sub.empty()) send_command("SUBSCRIBE", sub);
     if (!unsub.empty()) send_command("UNSUBSCRIBE", unsub);
 }
 
+void redis_subscriber::mark_healthy() noexcept {
+    if (_healthy.exchange(true)) return;
+    log::info("redis: subscribed to {} channels", _subscribed.size());
+}
+
 void redis_subscriber::send_command(std::string_view verb, const std::vector<std::string>& channels) noexcept {
+    if (!_ctx) return;  // an earlier command in this round already lost the connection
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
     argv.push_back(verb.data());
@@ -237,9 +265,10 @@ void redis_subscriber::handle_reply(const redisReply& r) noexcept {
     } else if (kind == "subscribe" || kind == "unsubscribe") {
         if (r.element[2]->type == REDIS_REPLY_INTEGER)
             _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
-        if (kind == "subscribe" && _awaiting_acks > 0 && --_awaiting_acks == 0) {
-            _healthy.store(true);
-            log::info("redis: subscribed to {} channels", _metrics.subscribed_channels.get());
+        if (kind == "subscribe" && !_awaiting.empty() && r.element[1]->type == REDIS_REPLY_STRING) {
+            std::string_view name = str(*r.element[1]);
+            if (auto it = _awaiting.find(name); it != _awaiting.end()) _awaiting.erase(it);
+            if (_awaiting.empty()) mark_healthy();
         }
     }
 }

@@ -44,6 +44,7 @@ private:
     void sync_subscriptions() noexcept;
     void send_command(std::string_view verb, const std::vector<std::string>& channels) noexcept;
     void flush_writes() noexcept;
+    void mark_healthy() noexcept;
     void read_replies() noexcept;
     void handle_reply(const redisReply& r) noexcept;
     void route(std::string_view channel, std::string_view payload) noexcept;
@@ -63,7 +64,10 @@ private:
     std::int64_t _next_attempt_ms = 0;
     std::int64_t _backoff_ms = 0;
     unsigned _failures = 0;
-    std::size_t _awaiting_acks = 0;  // initial re-subscribe replies still expected
+    std::int64_t _connected_at_ms = 0;
+    bool _resyncing = false;         // the next sync is the re-subscribe after a connect
+    // Channels of that re-subscribe not yet acknowledged; /healthz is 503 until it is empty.
+    std::unordered_set<std::string, string_hash, std::equal_to<>> _awaiting;
 
     shard_interest _interest;                 // which shards want which channel
     std::unordered_set<std::string, string_hash, std::equal_to<>> _subscribed;  // told Redis

@@ -107,6 +107,10 @@ void shard::loop() noexcept {
         _ring->drain([this](const io_uring_cqe& cqe) { handle(cqe); });
     }
     if (_live != 0) log::warn("shard {}: {} connections still closing at exit", _id, _live);
+    // Tear the ring down on its own thread (SINGLE_ISSUER): buffers first, then the ring,
+    // whose exit cancels anything still in flight.
+    _bufs.reset();
+    _ring.reset();
 }
 
 void shard::shutdown() noexcept {
@@ -151,6 +155,11 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
             --c.ops_inflight;
             maybe_finish_close(c, t.slot);
             break;
+        case op::shutdown:
+            --c.ops_inflight;
+            if (c.state == conn_state::closing) maybe_finish_close(c, t.slot);
+            else if (cqe.res < 0) close_conn(c, t.slot, close_reason::client_gone);
+            break;
         default: log::panic(fmt::format("unknown completion tag {:#x}", cqe.user_data));
     }
 }
@@ -174,7 +183,7 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
         if (!stopping && cqe.res != -ENFILE && cqe.res != -ECANCELED) arm_accept();
     }
     if (cqe.res < 0) {
-        if (cqe.res != -ECANCELED) _metrics.accept_errors.bump();
+        if (cqe.res != -ECANCELED && cqe.res != -ENFILE) _metrics.accept_errors.bump();
         if (cqe.res != -ENFILE && cqe.res != -ECANCELED)
             log::warn("shard {}: accept: {}", _id, std::strerror(-cqe.res));
         return;
@@ -189,6 +198,12 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
     arm_recv(c, slot);
     if (stopping) {
         close_conn(c, slot, close_reason::shutdown);
+        return;
+    }
+    // Two budgets: the process-wide --max-conns, and this shard's table minus the spare
+    // slots that exist so that over-limit clients can still be answered with a 503.
+    if (_live > _slots - limits::spare_slots) {
+        answer_and_close(c, slot, 503, "connection limit reached");
         return;
     }
     if (_env.open_conns->fetch_add(1, std::memory_order_relaxed) >= _env.cfg->max_conns) {
@@ -233,7 +248,9 @@ void shard::on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) 
     if (cqe.res == 0) {
         // Orderly EOF. A client that half-closes after its request still gets the answer
         // queued for it; a stream whose client hung up is closed at once.
-        if (c.state != conn_state::closing_after_send) close_conn(c, slot, close_reason::client_gone);
+        if (c.state != conn_state::closing_after_send)
+            close_conn(c, slot, c.state == conn_state::lingering ? close_reason::done
+                                                                 : close_reason::client_gone);
         return;
     }
     if (cqe.res < 0 && cqe.res != -ENOBUFS) {  // RST or another socket error
@@ -395,8 +412,24 @@ void shard::on_send(connection& c, std::uint32_t slot, int res) noexcept {
     if (c.has_pending()) {
         start_send(c, slot);
     } else if (c.state == conn_state::closing_after_send) {
-        close_conn(c, slot, close_reason::done);
+        linger(c, slot);
     }
+}
+
+// The answer is fully written. Closing now would RST the connection if request bytes are
+// still unread (a 503 is written before the request even arrives), and an RST makes the
+// client's kernel discard the answer. So: half-close, keep reading until the client's EOF,
+// and close then, or after a short linger.
+void shard::linger(connection& c, std::uint32_t slot) noexcept {
+    io_uring_sqe* sqe = _ring->sqe();
+    if (!sqe) log::panic("no SQE for shutdown");
+    io_uring_prep_shutdown(sqe, static_cast<int>(slot), SHUT_WR);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag{op::shutdown, c.gen, slot}.pack());
+    ++c.ops_inflight;
+    c.state = conn_state::lingering;
+    c.deadline_ms = _now_ms + limits::linger.count();
+    if (!c.recv_armed) arm_recv(c, slot);
 }
 
 // ---- close --------------------------------------------------------------------------
@@ -496,6 +529,9 @@ void shard::on_tick() noexcept {
         switch (c.state) {
             case conn_state::reading:
                 if (_now_ms >= c.deadline_ms) answer_and_close(c, slot, 408, "request timeout");
+                break;
+            case conn_state::lingering:
+                if (_now_ms >= c.deadline_ms) close_conn(c, slot, close_reason::done);
                 break;
             case conn_state::streaming:
             case conn_state::closing_after_send:

@@ -75,6 +75,7 @@ private:
     void arm_wake() noexcept;
     enum class close_reason { client_gone, slow_consumer, done, shutdown };
     void close_conn(connection& c, std::uint32_t slot, close_reason why) noexcept;
+    void linger(connection& c, std::uint32_t slot) noexcept;
     void maybe_finish_close(connection& c, std::uint32_t slot) noexcept;
     void leave_channels(connection& c) noexcept;
     void send_control(control_message m) noexcept;

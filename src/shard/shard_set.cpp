@@ -16,6 +16,7 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     std::atomic<bool>& redis_healthy, const redis_metrics& redis_counters) {
     std::unique_ptr<shard_set> set(new shard_set);
     set->_count = cfg.shards;
+    set->_stop = &stop;
     set->_links = std::make_unique<shard_link[]>(cfg.shards);
     set->_metrics = std::make_unique<shard_metrics[]>(cfg.shards);
 
@@ -39,8 +40,11 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     std::uint64_t nofile = raise_nofile_limit();
     std::uint64_t reserve = 64;  // listeners, eventfds, Redis, logs
     std::uint64_t want = std::uint64_t{cfg.max_conns} + limits::spare_slots;
-    auto slots = static_cast<std::uint32_t>(
-        std::max<std::uint64_t>(16, std::min(want, nofile > reserve ? nofile - reserve : 16)));
+    // Also capped by the CQ: a fan-out to every slot must fit in one drain.
+    std::uint64_t cap = std::min<std::uint64_t>(nofile > reserve ? nofile - reserve : 16,
+                                                limits::ring_cq_entries / 2);
+    auto slots = static_cast<std::uint32_t>(std::max<std::uint64_t>(
+        limits::spare_slots + 16, std::min(want, cap)));
     set->_capacity = std::uint64_t{slots} * cfg.shards;
     if (set->_capacity < cfg.max_conns)
         log::warn("{} shards x {} slots (RLIMIT_NOFILE {}) hold {} connections, fewer than "
@@ -74,7 +78,6 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         }
     }
     if (!failure.empty()) {
-        stop.store(true);
         set->join();
         return std::unexpected(failure);
     }
@@ -82,6 +85,7 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
 }
 
 void shard_set::join() noexcept {
+    if (_stop) _stop->store(true, std::memory_order_release);
     for (unsigned i = 0; i < _count && i < _eventfds.size(); ++i) {
         std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(_links[i].shard_eventfd, &one, sizeof one);

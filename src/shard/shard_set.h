@@ -35,7 +35,7 @@ public:
     [[nodiscard]] std::span<const shard_metrics> metrics() const noexcept {
         return {_metrics.get(), _count};
     }
-    // Wakes every shard (after `stop` was set) and joins them.
+    // Sets `stop`, wakes every shard and joins them.
     void join() noexcept;
     // Connection capacity: shards x direct-descriptor table size.
     [[nodiscard]] std::uint64_t capacity() const noexcept { return _capacity; }
@@ -52,6 +52,7 @@ private:
     std::vector<std::promise<std::expected<void, std::string>>> _ready;
     std::vector<std::thread> _threads;
     std::atomic<std::uint32_t> _open_conns{0};
+    std::atomic<bool>* _stop = nullptr;
     std::string _socket_path;  // unlinked at exit
 };
 
