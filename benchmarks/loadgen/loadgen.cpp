@@ -77,6 +77,7 @@ struct options {
     std::string label = "server";
     std::string json;
     std::string cdf;
+    std::string probe;  // shell command run once all streams are open; output goes in the JSON
 };
 
 // ---- shared memory between the parent and its workers ----------------------------------
@@ -499,6 +500,8 @@ options parse_options(int argc, char** argv) {
         ("json", "write the full result here", cxxopts::value<std::string>()->default_value(""))
         ("cdf", "write the latency CDF (us fraction) of the first step here",
          cxxopts::value<std::string>()->default_value(""))
+        ("probe", "shell command to run once the streams are open (output recorded)",
+         cxxopts::value<std::string>()->default_value(""))
         ("h,help", "help");
     auto r = o.parse(argc, argv);
     if (r.count("help")) {
@@ -532,7 +535,18 @@ options parse_options(int argc, char** argv) {
     opt.label = r["label"].as<std::string>();
     opt.json = r["json"].as<std::string>();
     opt.cdf = r["cdf"].as<std::string>();
+    opt.probe = r["probe"].as<std::string>();
     return opt;
+}
+
+std::string json_escape(std::string_view in) {
+    std::string out;
+    for (char c : in) {
+        if (c == '"' || c == '\\') out += '\\', out += c;
+        else if (c == '\n') out += "\\n";
+        else if (static_cast<unsigned char>(c) >= 0x20) out += c;
+    }
+    return out;
 }
 
 std::int64_t total(shared_state& sh, int workers, std::atomic<std::int64_t> worker_stats::*f) {
@@ -588,6 +602,14 @@ int main(int argc, char** argv) {
     usleep(static_cast<useconds_t>(o.hold * 1e6));
     proc_sample idle = sample_pids(o.pids);
     std::int64_t slab1 = slab_bytes();
+    std::string probe_out;
+    if (!o.probe.empty()) {
+        if (FILE* f = popen(o.probe.c_str(), "r")) {
+            char line[512];
+            while (fgets(line, sizeof line, f)) probe_out += line;
+            pclose(f);
+        }
+    }
 
     // Phase 2: publish, step by step.
     struct step_result {
@@ -719,7 +741,7 @@ int main(int argc, char** argv) {
                 per_step[s].quantile_us(0.99) / 1e3, per_step[s].quantile_us(0.999) / 1e3,
                 per_step[s].max_us / 1e3, st.cpu_us_per_frame);
         }
-        js += "]}\n";
+        js += fmt::format("],\"probe\":\"{}\",\"workers\":{}}}\n", json_escape(probe_out), o.workers);
         std::ofstream(o.json) << js;
     }
     if (!o.cdf.empty() && !steps.empty()) {

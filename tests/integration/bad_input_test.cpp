@@ -127,6 +127,7 @@ TEST_CASE("--max-conns: the next client gets 503 with Retry-After, a slot frees 
     std::vector<raw_client> streams;
     for (int i = 0; i < 3; ++i) streams.push_back(open_stream(server.port(), "/stream?channel=m"));
     std::string refused = answer(server.port(), get("/stream?channel=m"));
+    INFO(refused);
     check_status(refused, "HTTP/1.1 503 Service Unavailable\r\n", "connection limit reached");
     CHECK(refused.find("Retry-After: 5\r\n") != std::string::npos);
     streams.pop_back();
