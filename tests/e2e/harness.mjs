@@ -1,0 +1,167 @@
+// The real parts for the e2e tests: a redis-server and jugglite on free ports/sockets,
+// and Debian's nginx running deploy/nginx/jugglite.conf in front of them.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const root = path.resolve(here, '../..');
+export const jugglite = process.env.JUGGLITE_BINARY ?? path.join(root, 'build/release/jugglite');
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function waitFor(what, pred, timeoutMs = 10000) {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await pred()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(opts) {
+  return new Promise((resolve) => {
+    const c = net.connect(opts, () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
+export class Stack {
+  // { keepalive } seconds for jugglite.
+  constructor({ keepalive = 20 } = {}) {
+    this.keepalive = keepalive;
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jugglite-e2e-'));
+    fs.chmodSync(this.dir, 0o755);  // nginx workers (www-data) reach the socket and page
+    this.socket = path.join(this.dir, 'jugglite.sock');
+    this.procs = {};
+  }
+
+  async start() {
+    this.redisPort = await freePort();
+    this.procs.redis = this.#spawn('redis', 'redis-server', ['--port', String(this.redisPort),
+      '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]);
+    await waitFor('redis', () => this.redis('PING').then((r) => r === 'PONG', () => false));
+    await this.startJugglite();
+    await this.startNginx();
+  }
+
+  async startJugglite() {
+    try { fs.unlinkSync(this.socket); } catch {}
+    this.procs.jugglite = this.#spawn('jugglite', jugglite, ['--socket', this.socket,
+      '--redis', `redis://127.0.0.1:${this.redisPort}`, '--keepalive', String(this.keepalive),
+      '--shards', '2']);
+    await waitFor('jugglite socket', () => canConnect({ path: this.socket }));
+  }
+
+  async killJugglite() {
+    const p = this.procs.jugglite;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  async startNginx() {
+    this.port = await freePort();
+    const pageDir = path.join(this.dir, 'www');
+    fs.mkdirSync(pageDir);
+    fs.copyFileSync(path.join(here, 'page/index.html'), path.join(pageDir, 'index.html'));
+    fs.chmodSync(pageDir, 0o755);
+    fs.chmodSync(path.join(pageDir, 'index.html'), 0o644);
+    // The shipped config, pointed at this test's socket, port and page directory.
+    const site = fs.readFileSync(path.join(root, 'deploy/nginx/jugglite.conf'), 'utf8')
+      .replace('unix:/run/jugglite/jugglite.sock', `unix:${this.socket}`)
+      .replace('listen 80;', `listen 127.0.0.1:${this.port};`)
+      .replace('root /var/www/app;', `root ${pageDir};`);
+    for (const expected of [this.socket, `127.0.0.1:${this.port}`, pageDir]) {
+      if (!site.includes(expected)) throw new Error(`deploy/nginx/jugglite.conf changed shape: ${expected}`);
+    }
+    const d = this.dir;
+    const conf = `worker_processes 1;
+daemon off;
+pid ${d}/nginx.pid;
+error_log ${d}/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  include /etc/nginx/mime.types;
+  client_body_temp_path ${d}/body; proxy_temp_path ${d}/proxy; fastcgi_temp_path ${d}/fastcgi;
+  uwsgi_temp_path ${d}/uwsgi; scgi_temp_path ${d}/scgi;
+${site}
+}
+`;
+    fs.writeFileSync(path.join(d, 'nginx.conf'), conf);
+    this.procs.nginx = this.#spawn('nginx', 'nginx', ['-c', path.join(d, 'nginx.conf'), '-p', d]);
+    await waitFor('nginx', () => canConnect({ host: '127.0.0.1', port: this.port }));
+    this.base = `http://127.0.0.1:${this.port}`;
+  }
+
+  // One Redis command through redis-cli; returns its output, trimmed.
+  async redis(...args) {
+    return execFileSync('redis-cli', ['-p', String(this.redisPort), ...args], { encoding: 'utf8' }).trim();
+  }
+
+  publish(channel, payload) { return this.redis('PUBLISH', channel, payload); }
+
+  async waitSubscribed(channel, count = 1) {
+    await waitFor(`${count} subscriber(s) on ${channel}`, async () =>
+      (await this.redis('PUBSUB', 'NUMSUB', channel)).split('\n')[1] === String(count));
+  }
+
+  async stop() {
+    for (const name of ['nginx', 'jugglite', 'redis']) {
+      const p = this.procs[name];
+      if (!p || p.exitCode !== null || p.signalCode !== null) continue;
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill(name === 'nginx' ? 'SIGQUIT' : 'SIGTERM');
+      await Promise.race([exited, sleep(5000)]);
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #spawn(name, cmd, args) {
+    const log = fs.openSync(path.join(this.dir, `${name}.log`), 'a');
+    const p = spawn(cmd, args, { stdio: ['ignore', log, log] });
+    p.on('error', (e) => { throw new Error(`${name}: ${e.message}`); });
+    return p;
+  }
+
+  log(name) {
+    try { return fs.readFileSync(path.join(this.dir, `${name}.log`), 'utf8'); } catch { return ''; }
+  }
+}
+
+// A raw HTTP/1.1 client: sends a GET and collects the bytes with their arrival times.
+export function rawStream(port, target) {
+  const chunks = [];
+  const sock = net.connect({ host: '127.0.0.1', port }, () => {
+    sock.write(`GET ${target} HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n`);
+  });
+  sock.on('data', (d) => chunks.push({ at: Date.now(), text: d.toString('latin1') }));
+  sock.on('error', () => {});
+  return {
+    text: () => chunks.map((c) => c.text).join(''),
+    // When `needle` first appeared (ms since epoch), or undefined.
+    arrival(needle) {
+      let acc = '';
+      for (const c of chunks) {
+        acc += c.text;
+        if (acc.includes(needle)) return c.at;
+      }
+      return undefined;
+    },
+    close: () => sock.destroy(),
+  };
+}
