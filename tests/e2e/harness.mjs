@@ -109,7 +109,8 @@ ${site}
 
   // One Redis command through redis-cli; returns its output, trimmed.
   async redis(...args) {
-    return execFileSync('redis-cli', ['-p', String(this.redisPort), ...args], { encoding: 'utf8' }).trim();
+    return execFileSync('redis-cli', ['-p', String(this.redisPort), ...args], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   }
 
   publish(channel, payload) { return this.redis('PUBLISH', channel, payload); }
