@@ -181,6 +181,30 @@ def main():
             lines.append(f"| {rate:g} | {rate * conns:.0f} | " + " | ".join(cells) + " |")
         lines.append("")
 
+    churn = runs.get("churn", {})
+    if churn:
+        lines.append("## Churn (10K streams during a broadcast, plus 1K connects and disconnects per second)")
+        lines.append("")
+        lines.append("| server | churn connections | RSS before | RSS 2 s after churn | change | stable streams lost |")
+        lines.append("|---|---|---|---|---|---|")
+        for s in SERVERS:
+            r = churn.get(s)
+            if not r:
+                continue
+            before, after = r["rss_idle"], r["rss_after"]
+            lines.append(f"| {s} | {r['churned']} | {before / 1048576:.1f} MiB | {after / 1048576:.1f} MiB | "
+                         f"{(after - before) / 1048576:+.1f} MiB | {r['lost']} |")
+        metrics = os.path.join(raw, "churn-jugglite.metrics.txt")
+        if os.path.exists(metrics):
+            with open(metrics) as f:
+                counters = dict(l.split(" ", 1) for l in f.read().split("\r\n\r\n", 1)[-1].splitlines() if " " in l)
+            lines.append("")
+            lines.append(f"jugglite's own counters after all clients left: connections_open "
+                         f"{counters.get('connections_open', '?').strip()}, opened "
+                         f"{counters.get('connections_opened', '?').strip()}, closed "
+                         f"{counters.get('connections_closed', '?').strip()} (every slot returned).")
+        lines.append("")
+
     # Plots.
     cdf_png = base + "-latency-cdf.png"
     series = [(s, os.path.join(raw, f"fanout-{s}.cdf.dat"), "1:2") for s in SERVERS

@@ -10,6 +10,12 @@ packages=(
   redis-server redis-tools curl
 )
 
+# `deps.sh e2e`: also what the e2e tests need (nginx, Chromium, Node.js).
+if [[ "${1:-}" == e2e ]]; then
+  packages+=(nginx chromium)
+  command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
