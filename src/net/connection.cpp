@@ -7,6 +7,7 @@ namespace jugglite {
 void connection::open(std::int64_t now_ms) noexcept {
     state = conn_state::reading;
     send_inflight = false;
+    send_queued = false;
     recv_armed = false;
     ops_inflight = 0;
     deadline_ms = now_ms + limits::request_timeout.count();
@@ -22,6 +23,7 @@ void connection::reset() noexcept {
     channels = {};
     state = conn_state::free;
     send_inflight = false;
+    send_queued = false;
     recv_armed = false;
     ops_inflight = 0;
     ++gen;

@@ -362,11 +362,26 @@ void shard::drain_messages() noexcept {
         for (const subscriber& s : entry->subscribers) deliver(_conns[s.conn], s.conn, msg->frame);
         close_slow_consumers();
     }
+    start_queued_sends();
 }
 
 void shard::close_slow_consumers() noexcept {
     for (std::uint32_t slot : _to_close) close_conn(_conns[slot], slot, close_reason::slow_consumer);
     _to_close.clear();
+}
+
+// Sends start after the whole batch of messages is queued, so a connection that several
+// waiting messages reach gets them all in one send rather than one send plus a second
+// for the rest.
+void shard::start_queued_sends() noexcept {
+    for (std::uint32_t slot : _to_send) {
+        connection& c = _conns[slot];
+        if (!c.send_queued) continue;  // closed (and reset) since it was listed
+        c.send_queued = false;
+        if (c.state == conn_state::streaming && !c.send_inflight && c.has_pending())
+            start_send(c, slot);
+    }
+    _to_send.clear();
 }
 
 void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept {
@@ -377,7 +392,10 @@ void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexc
         _to_close.push_back(slot);
         return;
     }
-    if (!c.send_inflight) start_send(c, slot);
+    if (!c.send_inflight && !c.send_queued) {
+        c.send_queued = true;
+        _to_send.push_back(slot);
+    }
 }
 
 void shard::start_send(connection& c, std::uint32_t slot) noexcept {
@@ -547,6 +565,7 @@ void shard::on_tick() noexcept {
         }
     }
     close_slow_consumers();
+    start_queued_sends();
 }
 
 }  // namespace jugglite

@@ -68,6 +68,7 @@ private:
     void deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept;
     void start_send(connection& c, std::uint32_t slot) noexcept;
     void close_slow_consumers() noexcept;
+    void start_queued_sends() noexcept;
 
     // Lifecycle.
     void arm_accept() noexcept;
@@ -97,6 +98,7 @@ private:
     std::uint32_t _high_water = 0;      // slots [0, _high_water) have been used
     std::uint32_t _live = 0;            // slots not free (open or still closing)
     std::vector<std::uint32_t> _to_close;  // slow consumers found during a fan-out
+    std::vector<std::uint32_t> _to_send;   // connections given frames during a fan-out
     channel_registry _channels;
     std::vector<control_message> _control_backlog;  // when from_shard is full
     frame_ref _keepalive;
