@@ -38,13 +38,12 @@ def ratio(a, b):
 
 
 def fanout_rounds(runs):
-    return len([k for k in runs if k == "fanout" or k.startswith("fanout.r")])
+    """The fan-out rounds' runs by server: scenarios fanout, fanout.r2, ..."""
+    return [rs for k, rs in runs.items() if k == "fanout" or k.startswith("fanout.r")]
 
 
-def fanout_median(runs, server, key):
-    """Median over the fan-out rounds (scenarios fanout, fanout.r2, ...) of step 0's KEY."""
-    values = sorted(rs[server]["steps"][0][key] for k, rs in runs.items()
-                    if (k == "fanout" or k.startswith("fanout.r")) and server in rs)
+def median(values):
+    values = sorted(values)
     if not values:
         return None
     mid = len(values) // 2
@@ -127,9 +126,13 @@ def main():
                      f"{'yes' if rss <= 512 else 'no'} |")
     if jf and nf:
         rounds = fanout_rounds(runs)
-        jc, nc, fc = (fanout_median(runs, s, "cpu_us_per_frame") for s in SERVERS)
-        jp, np_, fp = (fanout_median(runs, s, "p99_ms") for s in SERVERS)
-        of = f" (median of {rounds} rounds)" if rounds > 1 else ""
+
+        def fanout_median(server, key):
+            return median(rs[server]["steps"][0][key] for rs in rounds if server in rs)
+
+        jc, nc, fc = (fanout_median(s, "cpu_us_per_frame") for s in SERVERS)
+        jp, np_, fp = (fanout_median(s, "p99_ms") for s in SERVERS)
+        of = f" (median of {len(rounds)} rounds)" if len(rounds) > 1 else ""
         lines.append(f"| fan-out CPU us/frame <= 0.8x nchan{of} | {jc:.2f} ({ratio(jc, nc)}) | {nc:.2f} | "
                      f"{fmt(fc, 2)} | {'yes' if jc <= 0.8 * nc else 'no'} |")
         lines.append(f"| fan-out p99 <= 0.5x nchan{of} | {jp:.1f} ms ({ratio(jp, np_)}) | {np_:.1f} ms | "

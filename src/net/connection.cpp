@@ -7,7 +7,6 @@ namespace jugglite {
 void connection::open(std::int64_t now_ms) noexcept {
     state = conn_state::reading;
     send_inflight = false;
-    send_queued = false;
     recv_armed = false;
     ops_inflight = 0;
     deadline_ms = now_ms + limits::request_timeout.count();
@@ -23,7 +22,6 @@ void connection::reset() noexcept {
     channels = {};
     state = conn_state::free;
     send_inflight = false;
-    send_queued = false;
     recv_armed = false;
     ops_inflight = 0;
     ++gen;

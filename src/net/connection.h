@@ -66,7 +66,6 @@ public:
     std::uint32_t gen = 0;
     conn_state state = conn_state::free;
     bool send_inflight = false;
-    bool send_queued = false;       // listed in the shard's sends to start after a fan-out
     bool recv_armed = false;
     bool counted = false;           // holds one unit of the process-wide --max-conns budget
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed

@@ -372,14 +372,11 @@ void shard::close_slow_consumers() noexcept {
 
 // Sends start after the whole batch of messages is queued, so a connection that several
 // waiting messages reach gets them all in one send rather than one send plus a second
-// for the rest.
+// for the rest. A connection closed since it was listed is no longer streaming.
 void shard::start_queued_sends() noexcept {
     for (std::uint32_t slot : _to_send) {
         connection& c = _conns[slot];
-        if (!c.send_queued) continue;  // closed (and reset) since it was listed
-        c.send_queued = false;
-        if (c.state == conn_state::streaming && !c.send_inflight && c.has_pending())
-            start_send(c, slot);
+        if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, slot);
     }
     _to_send.clear();
 }
@@ -388,14 +385,14 @@ void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexc
     // Past the cap the connection is already listed in _to_close: take nothing more.
     if (c.state != conn_state::streaming || c.pending_bytes() > _env.cfg->max_pending_bytes)
         return;
+    // Outside a send, frames wait only while the connection is listed in _to_send: list it
+    // with its first one.
+    const bool first_waiting = !c.send_inflight && !c.has_pending();
     if (!c.enqueue(f, _env.cfg->max_pending_bytes)) {
         _to_close.push_back(slot);
         return;
     }
-    if (!c.send_inflight && !c.send_queued) {
-        c.send_queued = true;
-        _to_send.push_back(slot);
-    }
+    if (first_waiting) _to_send.push_back(slot);
 }
 
 void shard::start_send(connection& c, std::uint32_t slot) noexcept {
