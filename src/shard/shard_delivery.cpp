@@ -1,0 +1,102 @@
+// The data path of a shard: messages from the redis thread fanned out to subscribers,
+// and the one-send-in-flight pipeline per connection.
+#include <fmt/format.h>
+
+#include "core/log.h"
+#include "shard/shard.h"
+
+namespace jugglite {
+
+namespace {
+
+// Messages taken from the queue per loop iteration, so that completions (and with them
+// freed socket buffers) are processed between large bursts.
+constexpr unsigned message_budget = 1024;
+
+}  // namespace
+
+void shard::drain_messages() noexcept {
+    for (unsigned n = 0; n < message_budget; ++n) {
+        auto msg = _link.to_shard.try_pop();
+        if (!msg) break;
+        _metrics.messages_in.bump();
+        const channel_entry* entry = _channels.find(msg->channel);
+        if (!entry) {
+            _metrics.messages_unrouted.bump();
+            continue;
+        }
+        // deliver() never closes a connection (that would edit this list mid-walk); it
+        // records slow consumers in _to_close instead.
+        for (const subscriber& s : entry->subscribers) deliver(_conns[s.conn], s.conn, msg->frame);
+        close_slow_consumers();
+    }
+    start_queued_sends();
+}
+
+void shard::close_slow_consumers() noexcept {
+    for (std::uint32_t slot : _to_close) close_conn(_conns[slot], slot, close_reason::slow_consumer);
+    _to_close.clear();
+}
+
+// Sends start after the whole batch of messages is queued, so a connection that several
+// waiting messages reach gets them all in one send rather than one send plus a second
+// for the rest. A connection closed since it was listed is no longer streaming.
+void shard::start_queued_sends() noexcept {
+    for (std::uint32_t slot : _to_send) {
+        connection& c = _conns[slot];
+        if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, slot);
+    }
+    _to_send.clear();
+}
+
+void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept {
+    // Past the cap the connection is already listed in _to_close: take nothing more.
+    if (c.state != conn_state::streaming || c.pending_bytes() > _env.cfg->max_pending_bytes)
+        return;
+    // Outside a send, frames wait only while the connection is listed in _to_send: list it
+    // with its first one.
+    const bool first_waiting = !c.send_inflight && !c.has_pending();
+    if (!c.enqueue(f, _env.cfg->max_pending_bytes)) {
+        _to_close.push_back(slot);
+        return;
+    }
+    if (first_waiting) _to_send.push_back(slot);
+}
+
+void shard::start_send(connection& c, std::uint32_t slot) noexcept {
+    send_plan plan = c.plan_send();
+    io_uring_sqe* sqe = _ring->sqe();
+    if (!sqe) log::panic("no SQE for send");
+    if (plan.msg)
+        io_uring_prep_sendmsg(sqe, static_cast<int>(slot), plan.msg, MSG_NOSIGNAL);
+    else
+        io_uring_prep_send(sqe, static_cast<int>(slot), plan.data, plan.len, MSG_NOSIGNAL);
+    sqe->flags |= IOSQE_FIXED_FILE;
+    io_uring_sqe_set_data64(sqe, tag{op::send, c.gen, slot}.pack());
+    ++c.ops_inflight;
+    c.send_started_ms = _now_ms;
+}
+
+void shard::on_send(connection& c, std::uint32_t slot, int res) noexcept {
+    --c.ops_inflight;
+    if (c.state == conn_state::closing) {
+        c.send_inflight = false;
+        maybe_finish_close(c, slot);
+        return;
+    }
+    if (res <= 0) {  // EPIPE, ECONNRESET...: the client is gone
+        c.send_inflight = false;
+        close_conn(c, slot, close_reason::client_gone);
+        return;
+    }
+    _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res)));
+    _metrics.bytes_out.bump(static_cast<std::uint64_t>(res));
+    c.last_write_ms = _now_ms;
+    if (c.has_pending()) {
+        start_send(c, slot);
+    } else if (c.state == conn_state::closing_after_send) {
+        linger(c, slot);
+    }
+}
+
+}  // namespace jugglite
