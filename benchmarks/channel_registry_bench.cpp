@@ -1,5 +1,5 @@
 // Micro-benchmarks of channel_registry::find at 10, 1K and 100K channels, and
-// shard_interest::shards_for.
+// subscription_table::shards_for.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/channel_registry.h"
+#include "core/subscription_table.h"
 
 namespace {
 
@@ -50,10 +51,10 @@ void bm_registry_find_miss(benchmark::State& state) {
 
 void bm_shards_for(benchmark::State& state) {
     const auto names = channel_names(static_cast<std::size_t>(state.range(0)));
-    jugglite::shard_interest si;
+    jugglite::subscription_table si(5000, names.size());
     for (std::size_t i = 0; i < names.size(); ++i) {
-        (void)si.add(names[i], static_cast<unsigned>(i % 8));
-        (void)si.add(names[i], static_cast<unsigned>((i * 3 + 1) % 8));
+        (void)si.want(names[i], static_cast<unsigned>(i % 8), true);
+        (void)si.want(names[i], static_cast<unsigned>((i * 3 + 1) % 8), true);
     }
     std::size_t k = 0;
     for (auto _ : state) {

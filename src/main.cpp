@@ -50,6 +50,17 @@ cxxopts::Options make_options(unsigned cpus) {
         ("shards", "shard threads", cxxopts::value<long long>()->default_value(cpu_text))
         ("max-pending", "queued bytes per connection before it is dropped as a slow consumer",
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_pending_bytes)))
+        ("max-message-bytes", "largest payload delivered; larger messages are dropped and counted",
+         cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_message_bytes)))
+        ("max-channels", "distinct channels subscribed in Redis at once; streams that need "
+                         "more are turned away with a retry",
+         cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_channels)))
+        ("unsubscribe-grace", "seconds a channel nobody wants stays subscribed (page reloads "
+                              "cost no Redis command)",
+         cxxopts::value<double>()->default_value(std::to_string(limits::default_unsubscribe_grace.count())))
+        ("register-timeout", "seconds a new stream waits for Redis to confirm its channels "
+                             "before it is turned away with a retry",
+         cxxopts::value<double>()->default_value(std::to_string(limits::default_register_timeout.count() / 1000)))
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");
     return o;
@@ -116,7 +127,8 @@ config parse_config(const cxxopts::ParseResult& r) {
     if (r.count("path")) {
         cfg.path = r["path"].as<std::string>();
         if (!cfg.path->starts_with('/')) throw usage_error("--path must start with '/'");
-        if (*cfg.path == "/healthz" || *cfg.path == "/metrics")
+        if (*cfg.path == "/healthz" || *cfg.path == "/readyz" || *cfg.path == "/livez" ||
+            *cfg.path == "/metrics")
             throw usage_error(fmt::format("--path {} is reserved", *cfg.path));
     }
     if (r.count("allowed-channels"))
@@ -124,6 +136,16 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.keepalive = std::chrono::seconds(in_range<long long>(r, "keepalive", 1, 3600));
     cfg.shards = in_range<unsigned>(r, "shards", 1, 64);
     cfg.max_pending_bytes = in_range<std::size_t>(r, "max-pending", 1024, 1LL << 32);
+    cfg.max_message_bytes = in_range<std::size_t>(r, "max-message-bytes", 1024, 512LL << 20);
+    cfg.max_channels = in_range<std::uint32_t>(r, "max-channels", 1, 100'000'000);
+    double grace = r["unsubscribe-grace"].as<double>();
+    if (!(grace >= 0 && grace <= 3600))
+        throw usage_error(fmt::format("--unsubscribe-grace must be between 0 and 3600 (got {})", grace));
+    cfg.unsubscribe_grace = std::chrono::milliseconds(static_cast<long long>(grace * 1000));
+    double wait = r["register-timeout"].as<double>();
+    if (!(wait >= 0.1 && wait <= 600))
+        throw usage_error(fmt::format("--register-timeout must be between 0.1 and 600 (got {})", wait));
+    cfg.register_timeout = std::chrono::milliseconds(static_cast<long long>(wait * 1000));
     return cfg;
 }
 
@@ -134,10 +156,11 @@ std::string describe(const config& cfg) {
     for (const auto& p : cfg.allowed_channels) allowed += (allowed.empty() ? "" : ",") + p;
     return fmt::format(
         "jugglite {} listen={} shards={} max_conns={} redis={} namespace='{}' path={} "
-        "allowed_channels={} keepalive={}s max_pending={}",
+        "allowed_channels={} keepalive={}s max_pending={} max_message_bytes={} max_channels={} unsubscribe_grace={}ms",
         JUGGLITE_VERSION, listen, cfg.shards, cfg.max_conns, cfg.redis.display(),
         cfg.namespace_prefix, cfg.path.value_or("(any)"), allowed.empty() ? "(all)" : allowed,
-        cfg.keepalive.count(), cfg.max_pending_bytes);
+        cfg.keepalive.count(), cfg.max_pending_bytes, cfg.max_message_bytes, cfg.max_channels,
+        cfg.unsubscribe_grace.count());
 }
 
 int serve(const config& cfg) {
@@ -151,7 +174,7 @@ int serve(const config& cfg) {
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     std::atomic<bool> stop{false};
-    std::atomic<bool> redis_healthy{false};
+    redis_status redis_state;
     redis_metrics redis_counters;
     auto efd = make_eventfd(true);
     if (!efd) {
@@ -161,7 +184,7 @@ int serve(const config& cfg) {
     redis_wakeup wake;
     wake.eventfd = efd->get();
 
-    auto shards = shard_set::start(cfg, stop, wake, redis_healthy, redis_counters);
+    auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters);
     if (!shards) {
         log::error("cannot start: {}", shards.error());
         return 1;
@@ -171,7 +194,7 @@ int serve(const config& cfg) {
               cfg.socket_path.empty() ? fmt::format("{}:{}", cfg.address, cfg.port) : cfg.socket_path,
               cfg.shards, (*shards)->capacity());
 
-    redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_healthy, redis_counters);
+    redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters);
     std::thread redis_thread([&sub] { sub.run(); });
 
     int sig = 0;

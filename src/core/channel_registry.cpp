@@ -35,33 +35,9 @@ const channel_entry* channel_registry::find(std::string_view name) const {
     return it == _channels.end() ? nullptr : &it->second;
 }
 
-bool shard_interest::add(std::string_view name, unsigned shard) {
-    auto it = _shards.find(name);
-    if (it == _shards.end()) it = _shards.emplace(std::string(name), 0).first;
-    bool first = it->second == 0;
-    it->second |= std::uint64_t{1} << shard;
-    return first;
-}
-
-bool shard_interest::remove(std::string_view name, unsigned shard) {
-    auto it = _shards.find(name);
-    if (it == _shards.end()) return false;
-    it->second &= ~(std::uint64_t{1} << shard);
-    if (it->second != 0) return false;
-    _shards.erase(it);
-    return true;
-}
-
-std::uint64_t shard_interest::shards_for(std::string_view name) const {
-    auto it = _shards.find(name);
-    return it == _shards.end() ? 0 : it->second;
-}
-
-std::vector<std::string> shard_interest::channels() const {
-    std::vector<std::string> out;
-    out.reserve(_shards.size());
-    for (const auto& [name, mask] : _shards) out.push_back(name);
-    return out;
+channel_entry* channel_registry::find(std::string_view name) {
+    auto it = _channels.find(name);
+    return it == _channels.end() ? nullptr : &it->second;
 }
 
 }  // namespace jugglite

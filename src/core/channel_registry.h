@@ -1,5 +1,5 @@
-// Channel bookkeeping: which local connections want a channel (per shard), and which
-// shards want a channel (on the redis thread). Pure data structures, no I/O.
+// A shard's channel bookkeeping: which local connections want a channel. Pure data
+// structure, no I/O. (The redis thread's side is subscription_table.)
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,7 @@ struct subscriber {
 struct channel_entry {
     std::string name;
     std::vector<subscriber> subscribers;
+    bool ready = false;  // Redis confirmed the subscription on the current link
 };
 
 // A shard's channel -> subscribers table. Entries are stable in memory (node-based map)
@@ -53,30 +54,16 @@ public:
 
     // nullptr if no local connection wants `name`.
     [[nodiscard]] const channel_entry* find(std::string_view name) const;
+    [[nodiscard]] channel_entry* find(std::string_view name);
+    // Calls fn(channel_entry&) for every channel; fn must not add or remove any.
+    template <class Fn>
+    void for_each(Fn&& fn) {
+        for (auto& [name, entry] : _channels) fn(entry);
+    }
     [[nodiscard]] std::size_t size() const noexcept { return _channels.size(); }
 
 private:
     std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> _channels;
-};
-
-// The redis thread's view: for each channel, the set of shards with a local subscriber.
-// Shards report only their own 0->1 and 1->0 transitions, so a bitmask suffices.
-class shard_interest {
-public:
-    static constexpr unsigned max_shards = 64;
-
-    // Returns true when this is the first shard for `name` (time to SUBSCRIBE).
-    [[nodiscard]] bool add(std::string_view name, unsigned shard);
-    // Returns true when no shard wants `name` any more (time to UNSUBSCRIBE).
-    [[nodiscard]] bool remove(std::string_view name, unsigned shard);
-    // Bitmask of shards that want `name`; 0 if none.
-    [[nodiscard]] std::uint64_t shards_for(std::string_view name) const;
-    // Every channel some shard wants (for re-subscribing after a reconnect).
-    [[nodiscard]] std::vector<std::string> channels() const;
-    [[nodiscard]] std::size_t size() const noexcept { return _shards.size(); }
-
-private:
-    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> _shards;
 };
 
 }  // namespace jugglite

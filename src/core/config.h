@@ -39,6 +39,10 @@ struct config {
     std::chrono::seconds keepalive{20};
     unsigned shards = 1;
     std::size_t max_pending_bytes = limits::default_max_pending_bytes;
+    std::size_t max_message_bytes = limits::default_max_message_bytes;
+    std::uint32_t max_channels = limits::default_max_channels;
+    std::chrono::milliseconds unsubscribe_grace = limits::default_unsubscribe_grace;
+    std::chrono::milliseconds register_timeout = limits::default_register_timeout;
 
     // True when `channel` matches one of allowed_channels (or the list is empty).
     [[nodiscard]] bool channel_allowed(std::string_view channel) const;

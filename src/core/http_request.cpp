@@ -108,10 +108,21 @@ parse_result parse_request(std::string_view buffered) {
         auto colon = header.find(':');
         if (colon == std::string_view::npos || !is_token(header.substr(0, colon)))
             return http_error{400, "malformed header"};
-        if (iequals(header.substr(0, colon), "last-event-id"))
+        std::string_view name = header.substr(0, colon);
+        if (iequals(name, "last-event-id"))
             req.last_event_id = trim(header.substr(colon + 1));
+        else if (iequals(name, "accept"))
+            req.accept = trim(header.substr(colon + 1));
     }
     return req;
+}
+
+bool http_request::wants_event_stream() const noexcept {
+    // Case-insensitive search for the media type among the listed ones.
+    constexpr std::string_view type = "text/event-stream";
+    for (std::size_t i = 0; i + type.size() <= accept.size(); ++i)
+        if (iequals(accept.substr(i, type.size()), type)) return true;
+    return false;
 }
 
 }  // namespace jugglite

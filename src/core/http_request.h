@@ -12,6 +12,12 @@ struct http_request {
     std::string_view path;    // without the query; absolute-form targets reduced to the path
     std::string_view query;   // after '?', empty if none
     std::string_view last_event_id;  // Last-Event-ID header, empty if absent
+    std::string_view accept;         // Accept header, empty if absent
+
+    // True when the client asked for text/event-stream (an EventSource does): a refusal
+    // it should retry must then be a 200 with `retry:`, since it treats any other status
+    // as final.
+    [[nodiscard]] bool wants_event_stream() const noexcept;
 };
 
 // The head is not complete yet; read more.

@@ -31,6 +31,13 @@ inline constexpr std::chrono::milliseconds linger{2'000};
 // buffer limit is 32 MiB for a whole client; one browser tab needs far less.
 inline constexpr std::size_t default_max_pending_bytes = 1024 * 1024;
 
+// Default --max-message-bytes: the largest payload delivered. A connection with nothing
+// queued always takes one whole message up to this size (--max-pending bounds only the
+// backlog behind it); a larger one is dropped once, at the redis thread, and counted.
+// Redis' own `client-output-buffer-limit pubsub` (32 MiB hard by default) disconnects a
+// subscriber that falls that far behind, so larger values need that raised as well.
+inline constexpr std::size_t default_max_message_bytes = 16 * 1024 * 1024;
+
 // Frames gathered into one sendmsg. Far below IOV_MAX (1024); more frames wait for the next send.
 inline constexpr std::size_t max_iov_per_send = 64;
 
@@ -38,8 +45,13 @@ inline constexpr std::size_t max_iov_per_send = 64;
 // for minutes still does not overflow; a full queue drops the message and counts it.
 inline constexpr std::size_t shard_queue_capacity = 1 << 14;
 
-// Entries in each shard->redis queue (power of two). Overflow is kept shard-side and retried.
+// Entries in each shard->redis queue (power of two). Overflow is kept shard-side, one
+// entry per channel (the latest report wins), and retried.
 inline constexpr std::size_t control_queue_capacity = 1 << 12;
+
+// Entries in each redis->shard notice queue (power of two). Overflow is kept on the redis
+// thread and retried: a notice is never dropped.
+inline constexpr std::size_t notice_queue_capacity = 1 << 12;
 
 // Direct-descriptor slots held back beyond a shard's share of --max-conns so that
 // over-limit clients can still be accepted and answered 503 instead of being left hanging.
@@ -69,11 +81,49 @@ inline constexpr std::chrono::milliseconds redis_backoff_max{5'000};
 // restart the backoff. A shorter-lived one keeps backing off.
 inline constexpr std::chrono::milliseconds redis_stable_link{5'000};
 
-// Connect timeout for each Redis attempt.
-inline constexpr std::chrono::milliseconds redis_connect_timeout{1'000};
+// The Redis link must answer within this long: the TCP connect, AUTH, and every command
+// after it, PINGs included. Past it the link counts as dead (a frozen Redis, a path that
+// died without a reset) and is replaced; readiness turns false at once.
+inline constexpr std::chrono::milliseconds redis_reply_timeout{3'000};
+
+// A PING goes out on the subscribed link this often, so that a silent link is caught
+// within redis_reply_timeout + this.
+inline constexpr std::chrono::milliseconds redis_ping_interval{1'000};
+
+// TCP keepalive on the Redis socket: idle time, probe interval, probe count. A backstop
+// for the PING deadline; it also makes the kernel drop a dead path's socket.
+inline constexpr int redis_keepalive_idle_s = 10;
+inline constexpr int redis_keepalive_interval_s = 5;
+inline constexpr int redis_keepalive_count = 3;
+
+// Channels per SUBSCRIBE. Keeps each command small after a reconnect with many channels,
+// and bounds what one forbidden channel makes Redis refuse (and us retry one by one).
+inline constexpr std::size_t redis_subscribe_batch = 1024;
+
+// Default --unsubscribe-grace: a channel nobody wants stays subscribed this long, so that
+// page reloads and reconnects don't churn SUBSCRIBE/UNSUBSCRIBE.
+inline constexpr std::chrono::seconds default_unsubscribe_grace{5};
+
+// Default --max-channels: distinct channels subscribed in Redis at once. Without a cap
+// clients could make the server hold max_conns x 64 Redis subscriptions.
+inline constexpr std::uint32_t default_max_channels = 100'000;
+
+// Default --register-timeout: a stream waits this long for Redis to confirm its channels
+// before it is turned away with a retry (the link is down, or Redis is slow). Longer
+// than a reconnect after a Redis restart usually takes; short enough that a browser is
+// not left hanging without its registration comment.
+inline constexpr std::chrono::milliseconds default_register_timeout{5'000};
+
+// /livez fails when a loop (a shard's or the redis thread's) has not turned for this long.
+inline constexpr std::chrono::milliseconds liveness_stall{10'000};
 
 // How long a shard waits at shutdown for its connections' final completions.
 inline constexpr std::chrono::milliseconds shutdown_drain{2'000};
+
+// The `retry:` an EventSource gets with a refusal it should retry, drawn uniformly from
+// this range so that a refused storm comes back spread out.
+inline constexpr std::chrono::milliseconds refusal_retry_min{1'000};
+inline constexpr std::chrono::milliseconds refusal_retry_max{5'000};
 
 // Retry-After sent with 503 when --max-conns is reached.
 inline constexpr int retry_after_seconds = 5;

@@ -35,6 +35,11 @@ struct shard_metrics {
     counter bytes_out;           // bytes written to sockets
     counter frames_dropped_closed;  // frames still queued when their connection closed
     counter accept_errors;       // accept failures other than a full table
+    counter refused_capacity;    // turned away (to retry) at --max-conns or a full table
+    counter refused_channels;    // turned away (to retry) at --max-channels
+    counter refused_redis;       // turned away (to retry): Redis did not confirm in time
+    counter channels_dropped;    // a channel Redis refused, removed from a stream
+    counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
 };
 
 // Written by the redis thread.
@@ -42,7 +47,12 @@ struct redis_metrics {
     counter messages_in;           // message pushes received from Redis
     counter messages_unrouted;     // for a channel no shard wants any more (normal after UNSUBSCRIBE)
     counter messages_dropped_full; // a shard's queue was full: dropped, per shard-delivery
-    counter reconnects;            // successful connects after the first
+    counter messages_dropped_too_large;  // payload over --max-message-bytes: dropped once
+    counter messages_dropped_no_memory;  // the frame could not be allocated
+    counter reconnects;            // links that went live after the first
+    counter link_timeouts;         // links replaced because Redis did not answer in time
+    counter channels_refused;      // SUBSCRIBEs Redis refused (ACL), per channel
+    counter channels_over_capacity;  // new channels refused at --max-channels
     counter subscribed_channels;   // gauge
 };
 

@@ -28,7 +28,8 @@ std::string_view status_text(int status) {
 route route_request(const http_request& req, const config& cfg) {
     bool head = req.method == "HEAD";
     if (req.method != "GET" && !head) return http_error{405, "only GET and HEAD are allowed"};
-    if (req.path == "/healthz") return health_route{};
+    if (req.path == "/healthz" || req.path == "/readyz") return health_route{health_route::readiness};
+    if (req.path == "/livez") return health_route{health_route::liveness};
     if (req.path == "/metrics") return metrics_route{};
     if (cfg.path && req.path != *cfg.path) return http_error{404, "not found"};
 
@@ -38,16 +39,22 @@ route route_request(const http_request& req, const config& cfg) {
     return stream_route{std::move(*channels), head};
 }
 
+constexpr std::string_view stream_head =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: text/event-stream;charset=utf-8\r\n"
+    "Cache-Control: no-cache\r\n"
+    "X-Accel-Buffering: no\r\n"
+    "Connection: close\r\n"
+    "\r\n";
+
 std::string stream_response(const stream_route& r) {
-    std::string out =
-        "HTTP/1.1 200 OK\r\n"
-        "Content-Type: text/event-stream;charset=utf-8\r\n"
-        "Cache-Control: no-cache\r\n"
-        "X-Accel-Buffering: no\r\n"
-        "Connection: close\r\n"
-        "\r\n";
+    std::string out(stream_head);
     if (!r.head_only) out += registration_comment(r.channels);
     return out;
+}
+
+std::string retry_response(std::uint32_t retry_ms, std::string_view reason) {
+    return fmt::format("{}: {}\nretry: {}\n\n", stream_head, reason, retry_ms);
 }
 
 std::string simple_response(int status, std::string_view body) {

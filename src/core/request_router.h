@@ -2,6 +2,7 @@
 // builds the exact response bytes for each.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -16,13 +17,16 @@ struct stream_route {
     std::vector<std::string> channels;  // decoded, de-duplicated, filtered by --allowed-channels
     bool head_only;                     // HEAD: send the headers, then close
 };
-struct health_route {};
+// /readyz (and its alias /healthz): can this node deliver? /livez: are its loops turning?
+struct health_route {
+    enum kind_t : std::uint8_t { readiness, liveness } kind;
+};
 struct metrics_route {};
 
 using route = std::variant<stream_route, health_route, metrics_route, http_error>;
 
-// Routes `req` under `cfg`: 405 for methods other than GET/HEAD, /healthz and /metrics
-// are reserved, 404 when --path is set and does not match, 400 for a bad channel list.
+// Routes `req` under `cfg`: 405 for methods other than GET/HEAD, /healthz, /readyz,
+// /livez and /metrics are reserved, 404 when --path is set and does not match, 400 for a bad channel list.
 [[nodiscard]] route route_request(const http_request& req, const config& cfg);
 
 // Response head of a stream plus the registration comment (HEAD: the head alone).
@@ -31,5 +35,10 @@ using route = std::variant<stream_route, health_route, metrics_route, http_error
 // A complete error/short answer: status line, text/plain body of one line, close.
 // 503 carries Retry-After.
 [[nodiscard]] std::string simple_response(int status, std::string_view body);
+
+// A refusal an EventSource will retry: 200 with the stream's headers, a comment giving
+// `reason`, `retry: retry_ms`, then close. (Any non-200 status ends an EventSource for
+// good, per the HTML spec.)
+[[nodiscard]] std::string retry_response(std::uint32_t retry_ms, std::string_view reason);
 
 }  // namespace jugglite

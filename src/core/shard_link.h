@@ -1,6 +1,9 @@
-// The two queues between the redis thread and one shard, and what travels on them.
+// The queues between the redis thread and one shard, what travels on them, and the
+// redis thread's state that shards read.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 #include "core/frame.h"
@@ -15,16 +18,30 @@ struct shard_message {
     std::string channel;
 };
 
+// redis -> shard: what became of a channel the shard asked for. Never dropped: the redis
+// thread keeps what the queue can't take and retries.
+struct channel_notice {
+    enum kind_t : std::uint8_t {
+        ready,          // Redis confirmed the subscription: streams waiting for it may start
+        forbidden,      // Redis refused it (ACL): drop it from every stream
+        over_capacity,  // --max-channels reached: streams waiting for it are turned away
+        link_down,      // the Redis link is gone: no channel is subscribed until `ready` again
+    } kind;
+    std::string channel;  // empty for link_down
+};
+
 // shard -> redis: this shard gained its first, or lost its last, subscriber of `channel`.
 struct control_message {
     enum kind_t : std::uint8_t { subscribe, unsubscribe } kind;
     std::string channel;
 };
 
-// Owned by the shard set; the redis thread produces on to_shard and consumes from_shard,
-// the shard does the opposite. `shard_eventfd` wakes the shard when shard_wake says so.
+// Owned by the shard set; the redis thread produces on to_shard and notices and consumes
+// from_shard, the shard does the opposite. `shard_eventfd` wakes the shard when
+// shard_wake says so.
 struct shard_link {
     spsc_queue<shard_message> to_shard{limits::shard_queue_capacity};
+    spsc_queue<channel_notice> notices{limits::notice_queue_capacity};
     wake_flag shard_wake;
     int shard_eventfd = -1;
     spsc_queue<control_message> from_shard{limits::control_queue_capacity};
@@ -34,6 +51,23 @@ struct shard_link {
 struct redis_wakeup {
     wake_flag flag;
     int eventfd = -1;
+};
+
+// What the redis thread publishes about itself; written by it alone, read by the shards.
+struct redis_status {
+    enum state_t : std::uint8_t {
+        disconnected,   // no link (or backing off after a failed attempt)
+        connecting,     // TCP connect or AUTH under way
+        resubscribing,  // linked; the channels wanted before are being subscribed again
+        ready,          // linked, every wanted channel answered, PINGs answered in time
+    };
+    std::atomic<std::uint8_t> state{disconnected};
+    std::atomic<std::uint32_t> channels{0};       // subscription_table::size()
+    std::atomic<std::int64_t> heartbeat_ms{0};    // monotonic time of its last loop turn
+
+    [[nodiscard]] bool is_ready() const noexcept {
+        return state.load(std::memory_order_relaxed) == ready;
+    }
 };
 
 }  // namespace jugglite

@@ -8,6 +8,8 @@ void connection::open(std::int64_t now_ms) noexcept {
     state = conn_state::reading;
     send_inflight = false;
     recv_armed = false;
+    wants_event_stream = false;
+    unconfirmed = 0;
     ops_inflight = 0;
     deadline_ms = now_ms + limits::request_timeout.count();
     last_write_ms = now_ms;

@@ -19,6 +19,7 @@ namespace jugglite {
 enum class conn_state : std::uint8_t {
     free,                // slot unused
     reading,             // waiting for the request head
+    registering,         // a stream waiting for Redis to confirm its channels; nothing sent yet
     streaming,           // subscribed; frames flow
     closing_after_send,  // an error answer (or HEAD) is queued; close once it is written
     lingering,           // answer written and write side shut; waiting for the client's EOF
@@ -68,8 +69,11 @@ public:
     bool send_inflight = false;
     bool recv_armed = false;
     bool counted = false;           // holds one unit of the process-wide --max-conns budget
+    bool wants_event_stream = false;  // sent Accept: text/event-stream (see http_request)
+    std::uint8_t unconfirmed = 0;   // registering: channels Redis has not confirmed yet
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
-    std::int64_t deadline_ms = 0;   // reading: request timeout; lingering: when to close
+    std::int64_t deadline_ms = 0;   // reading: request timeout; registering: how long to wait
+                                    // for Redis; lingering: when to close
     std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive
     std::int64_t send_started_ms = 0;
     std::string request;            // request bytes until parsed, then released

@@ -15,7 +15,7 @@ enum class op : std::uint8_t {
     close,        // close_direct of a connection's slot
     wake,         // read on the shard's eventfd
     accept_cancel,  // cancel of the listener's accept at shutdown
-    shutdown,     // shutdown(SHUT_WR) after an answer, before lingering for the client's EOF
+    half_close,   // shutdown(SHUT_WR) after an answer, before lingering for the client's EOF
 };
 
 // Layout: op in bits 56..63, generation in 32..55 (wraps at 2^24), slot in 0..31.

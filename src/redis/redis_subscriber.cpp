@@ -1,9 +1,13 @@
 #include "redis/redis_subscriber.h"
 
 #include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -21,197 +25,464 @@ std::int64_t monotonic_ms() noexcept {
         .count();
 }
 
-timeval to_timeval(std::chrono::milliseconds ms) {
-    return {static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
+std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
+
+bool is_string(const redisReply& r) {
+    return r.type == REDIS_REPLY_STRING || r.type == REDIS_REPLY_STATUS;
 }
 
-std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
+// TCP keepalive probes, and a cap on how long written data may stay unacknowledged.
+// Neither replaces the PING deadline; they make the kernel give up on a dead path too.
+void tune_socket(int fd) noexcept {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    int idle = limits::redis_keepalive_idle_s, intvl = limits::redis_keepalive_interval_s,
+        cnt = limits::redis_keepalive_count;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+    ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+    unsigned user_timeout = (idle + intvl * cnt) * 1000u;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof user_timeout);
+}
 
 }  // namespace
 
 void redis_subscriber::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
 
-redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shards, redis_wakeup& wake,
-                       std::atomic<bool>& stop, std::atomic<bool>& healthy,
-                       redis_metrics& metrics)
-    : _cfg(cfg), _shards(shards), _wake(wake), _stop(stop), _healthy(healthy), _metrics(metrics) {}
+redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shards,
+                                   redis_wakeup& wake, std::atomic<bool>& stop,
+                                   redis_status& status, redis_metrics& metrics)
+    : _cfg(cfg),
+      _shards(shards),
+      _wake(wake),
+      _stop(stop),
+      _status(status),
+      _metrics(metrics),
+      _table(cfg.unsubscribe_grace.count(), cfg.max_channels),
+      _notice_backlog(shards.size()) {}
 
 redis_subscriber::~redis_subscriber() = default;
 
 void redis_subscriber::run() noexcept {
     while (!_stop.load(std::memory_order_acquire)) {
         std::int64_t now = monotonic_ms();
-        if (!_ctx && now >= _next_attempt_ms) try_connect();
-        drain_control();
-        if (_ctx) sync_subscriptions();
-        if (_ctx && _write_pending) flush_writes();
-        std::int64_t timeout = _ctx ? 1000 : std::max<std::int64_t>(1, _next_attempt_ms - monotonic_ms());
-        wait_for_events(std::min<std::int64_t>(timeout, 1000));
+        _status.heartbeat_ms.store(now, std::memory_order_relaxed);
+        if (_link == link_state::down && now >= _next_attempt_ms) start_connect(now);
+        flush_notices();
+        drain_control(now);
+        if (_link == link_state::live) {
+            if (auto gone = _table.expire(now); !gone.empty()) {
+                for (std::size_t i = 0; i < gone.size(); i += limits::redis_subscribe_batch) {
+                    auto end = std::min(gone.size(), i + limits::redis_subscribe_batch);
+                    send(command::unsubscribe, {std::make_move_iterator(gone.begin() + i),
+                                                std::make_move_iterator(gone.begin() + end)},
+                         now);
+                }
+            }
+            if (now >= _next_ping_ms) {
+                send(command::ping, {}, now);
+                _next_ping_ms = now + limits::redis_ping_interval.count();
+            }
+        }
+        check_deadlines(now);
+        if (_ctx && _link != link_state::connecting) flush_writes();
+        _status.channels.store(static_cast<std::uint32_t>(_table.size()), std::memory_order_relaxed);
+        wake_shards();
+        std::int64_t timeout = 250;
+        if (_link == link_state::down) timeout = std::clamp<std::int64_t>(_next_attempt_ms - now, 1, 250);
+        wait_for_events(timeout);
     }
-    _healthy.store(false);
+    set_state(redis_status::disconnected);
     _ctx.reset();
     log::info("redis: subscriber stopped");
 }
 
-void redis_subscriber::try_connect() noexcept {
+// ---- link lifecycle -----------------------------------------------------------------
+
+// Starts a non-blocking TCP connect; on_connected() continues once the socket is writable.
+// Name resolution (a host name rather than an address) still happens synchronously here.
+void redis_subscriber::start_connect(std::int64_t now) noexcept {
     const auto& ep = _cfg.redis;
-    redisContext* raw =
-        redisConnectWithTimeout(ep.host.c_str(), ep.port, to_timeval(limits::redis_connect_timeout));
-    context_ptr ctx(raw);
-    std::string error;
-    if (!ctx) {
-        error = "out of memory";
-    } else if (ctx->err) {
-        error = ctx->errstr;
-    } else {
-        // Writes (SUBSCRIBE batches) must not hang the thread forever on a dead peer.
-        redisSetTimeout(ctx.get(), to_timeval(limits::redis_connect_timeout * 5));
-        if (!ep.password.empty()) {
-            auto* reply = static_cast<redisReply*>(
-                ep.user.empty()
-                    ? redisCommand(ctx.get(), "AUTH %b", ep.password.data(), ep.password.size())
-                    : redisCommand(ctx.get(), "AUTH %b %b", ep.user.data(), ep.user.size(),
-                                   ep.password.data(), ep.password.size()));
-            if (!reply) {
-                error = ctx->errstr;
-            } else {
-                if (reply->type == REDIS_REPLY_ERROR) error = "AUTH failed: " + std::string(str(*reply));
-                freeReplyObject(reply);
-            }
-        }
+    _attempt_started_ms = now;
+    _live_since_ms = 0;
+    set_state(redis_status::connecting);
+    _ctx.reset(redisConnectNonBlock(ep.host.c_str(), ep.port));
+    if (!_ctx) {
+        disconnect("out of memory");
+        return;
     }
-    if (!error.empty()) {
-        ++_failures;
-        // Capped exponential backoff with jitter, so a fleet of servers does not reconnect
-        // in lockstep after a Redis restart.
+    if (_ctx->err) {
+        disconnect(_ctx->errstr);
+        return;
+    }
+    tune_socket(_ctx->fd);
+    _link = link_state::connecting;
+}
+
+void redis_subscriber::on_connected(std::int64_t now) noexcept {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(_ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err != 0) {
+        disconnect(std::strerror(err));
+        return;
+    }
+    const auto& ep = _cfg.redis;
+    if (ep.password.empty()) {
+        go_live(now);
+        return;
+    }
+    // AUTH is a command like any other: its answer is due within the reply timeout. A
+    // frozen Redis completes the TCP handshake (the kernel does) and never answers it.
+    _link = link_state::authenticating;
+    std::vector<std::string> args;
+    if (!ep.user.empty()) args.push_back(ep.user);
+    args.push_back(ep.password);
+    send(command::auth, std::move(args), now);
+}
+
+// The link is usable: subscribe everything the shards want, then a PING whose answer
+// marks the resubscription complete (Redis answers in order).
+void redis_subscriber::go_live(std::int64_t now) noexcept {
+    _link = link_state::live;
+    _live_since_ms = now;
+    _next_ping_ms = now + limits::redis_ping_interval.count();
+    if (_ever_live) _metrics.reconnects.bump();
+    auto channels = _table.on_link_up();
+    log::info("redis: {} {} ({} channels to subscribe)", _ever_live ? "reconnected to" : "connected to",
+              _cfg.redis.display(), channels.size());
+    _ever_live = true;
+    _failures = 0;
+    set_state(redis_status::resubscribing);
+    send_subscribes(std::move(channels), now);
+    send(command::resync_ping, {}, now);
+}
+
+void redis_subscriber::disconnect(std::string_view why) noexcept {
+    std::int64_t now = monotonic_ms();
+    bool was_live = _live_since_ms != 0;
+    if (was_live) {
+        log::warn("redis: connection to {} lost: {}; reconnecting", _cfg.redis.display(), why);
+        _metrics.subscribed_channels.set(0);
+        // Every shard's channels are unsubscribed now: streams that start meanwhile wait.
+        for (unsigned i = 0; i < _shards.size(); ++i)
+            notify(shard_mask{1} << i, channel_notice::link_down, {});
+    }
+    _ctx.reset();
+    _link = link_state::down;
+    _write_pending = false;
+    _fifo.clear();
+    _table.on_link_lost();
+    set_state(redis_status::disconnected);
+    // A link that lived a while is retried at once. One that died young, or never got
+    // going (a Redis that accepts and then drops us: maxclients, protected mode, a
+    // proxy, a bad password), keeps backing off with jitter, so that a fleet of servers
+    // does not reconnect in lockstep.
+    if (was_live && now - _live_since_ms >= limits::redis_stable_link.count()) {
+        _backoff_ms = 0;
+        _next_attempt_ms = now;
+    } else {
         thread_local std::minstd_rand rng{std::random_device{}()};
         _backoff_ms = _backoff_ms == 0
                           ? limits::redis_backoff_min.count()
                           : std::min<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_max.count());
         std::int64_t delay = _backoff_ms + static_cast<std::int64_t>(rng() % (_backoff_ms / 2 + 1));
-        _next_attempt_ms = monotonic_ms() + delay;
-        if (_failures == 1 || _failures % 10 == 0)
-            log::warn("redis: cannot connect to {}: {} (attempt {}, next in {} ms)", ep.display(),
-                      error, _failures, delay);
-        return;
-    }
-    _ctx = std::move(ctx);
-    if (_ever_connected) _metrics.reconnects.bump();
-    log::info("redis: {} {} ({} channels to subscribe)", _ever_connected ? "reconnected to" : "connected to",
-              ep.display(), _interest.size());
-    _ever_connected = true;
-    _failures = 0;
-    _connected_at_ms = monotonic_ms();
-    _subscribed.clear();
-    // Re-subscribe everything that still has subscribers; /healthz turns ok once Redis has
-    // acknowledged each of those channels (see sync_subscriptions and handle_reply).
-    _touched = _interest.channels();
-    _resyncing = true;
-    _awaiting.clear();
-}
-
-void redis_subscriber::disconnect(std::string_view why) noexcept {
-    log::warn("redis: connection to {} lost: {}; reconnecting", _cfg.redis.display(), why);
-    _ctx.reset();
-    _healthy.store(false);
-    _subscribed.clear();
-    _awaiting.clear();
-    _touched.clear();  // try_connect re-seeds it from the interest table
-    _metrics.subscribed_channels.set(0);
-    _write_pending = false;
-    // A link that lived a while is retried at once. One that died young (a Redis that
-    // accepts and then drops us: maxclients, protected mode, a proxy) keeps backing off,
-    // so that it can't turn into a reconnect loop.
-    std::int64_t now = monotonic_ms();
-    if (now - _connected_at_ms >= limits::redis_stable_link.count()) {
-        _backoff_ms = 0;
-        _next_attempt_ms = now;
-    } else {
-        _backoff_ms = std::min<std::int64_t>(std::max<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_min.count()),
-                                             limits::redis_backoff_max.count());
-        _next_attempt_ms = now + _backoff_ms;
-    }
-}
-
-void redis_subscriber::drain_control() noexcept {
-    for (unsigned i = 0; i < _shards.size(); ++i) {
-        while (auto m = _shards[i].from_shard.try_pop()) {
-            if (m->kind == control_message::subscribe)
-                (void)_interest.add(m->channel, i);
-            else
-                (void)_interest.remove(m->channel, i);
-            // While disconnected there is nothing to sync: try_connect re-seeds from _interest.
-            if (_ctx) _touched.push_back(std::move(m->channel));
+        _next_attempt_ms = now + delay;
+        if (!was_live) {
+            ++_failures;
+            if (_failures == 1 || _failures % 10 == 0)
+                log::warn("redis: cannot connect to {}: {} (attempt {}, next in {} ms)",
+                          _cfg.redis.display(), why, _failures, delay);
         }
     }
+    _live_since_ms = 0;
 }
 
-// Brings Redis' subscriptions in line with the interest table for every channel touched
-// since the last call. Comparing end states (rather than replaying each report) keeps a
-// quick unsubscribe/subscribe pair from ending in the wrong state.
-void redis_subscriber::sync_subscriptions() noexcept {
-    if (_touched.empty() && !_resyncing) return;
-    std::vector<std::string> sub, unsub;
-    for (auto& name : _touched) {
-        std::string full = _cfg.namespace_prefix + name;
-        bool wanted = _interest.shards_for(name) != 0;
-        bool told = _subscribed.contains(full);
-        if (wanted && !told) {
-            _subscribed.insert(full);
-            sub.push_back(std::move(full));
-        } else if (!wanted && told) {
-            _subscribed.erase(full);
-            unsub.push_back(std::move(full));
-        }
+// Every step of the link must complete in time: the connect, then the oldest unanswered
+// command (AUTH, a SUBSCRIBE, a PING). A link that misses its deadline is replaced.
+void redis_subscriber::check_deadlines(std::int64_t now) noexcept {
+    const std::int64_t limit = limits::redis_reply_timeout.count();
+    if (_link == link_state::connecting && now - _attempt_started_ms > limit) {
+        _metrics.link_timeouts.bump();
+        disconnect(fmt::format("connect timed out after {} ms", limit));
+    } else if (_ctx && !_fifo.empty() && now - _fifo.front().sent_ms > limit) {
+        _metrics.link_timeouts.bump();
+        disconnect(fmt::format("no reply within {} ms", limit));
     }
-    _touched.clear();
-    for (const auto& full : unsub) _awaiting.erase(full);
-    if (_resyncing) {
-        // The first sync after a (re)connect: healthy once Redis confirms each of these.
-        _resyncing = false;
-        _awaiting.insert(sub.begin(), sub.end());
-        if (_awaiting.empty()) mark_healthy();
+}
+
+// ---- commands -----------------------------------------------------------------------
+
+void redis_subscriber::send(command::kind_t kind, std::vector<std::string> channels,
+                            std::int64_t now) noexcept {
+    if (!_ctx) return;
+    std::vector<std::string> full;  // the arguments as Redis sees them
+    std::string_view verb;
+    switch (kind) {
+        case command::auth: verb = "AUTH"; full = channels; channels.clear(); break;
+        case command::subscribe: verb = "SUBSCRIBE"; break;
+        case command::unsubscribe: verb = "UNSUBSCRIBE"; break;
+        case command::ping:
+        case command::resync_ping: verb = "PING"; break;
     }
-    if (!sub.empty()) send_command("SUBSCRIBE", sub);
-    if (!unsub.empty()) send_command("UNSUBSCRIBE", unsub);
-}
-
-void redis_subscriber::mark_healthy() noexcept {
-    if (_healthy.exchange(true)) return;
-    log::info("redis: subscribed to {} channels", _subscribed.size());
-}
-
-void redis_subscriber::send_command(std::string_view verb, const std::vector<std::string>& channels) noexcept {
-    if (!_ctx) return;  // an earlier command in this round already lost the connection
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    argv.push_back(verb.data());
-    lens.push_back(verb.size());
-    for (const auto& c : channels) {
-        argv.push_back(c.data());
-        lens.push_back(c.size());
+    if (kind == command::subscribe || kind == command::unsubscribe) {
+        full.reserve(channels.size());
+        for (const auto& c : channels) full.push_back(_cfg.namespace_prefix + c);
+    }
+    std::vector<const char*> argv{verb.data()};
+    std::vector<std::size_t> lens{verb.size()};
+    for (const auto& a : full) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
     }
     if (redisAppendCommandArgv(_ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
         REDIS_OK) {
         disconnect(_ctx->errstr);
         return;
     }
+    _fifo.push_back(command{kind, std::move(channels), 0, now});
     _write_pending = true;
 }
 
+void redis_subscriber::send_subscribes(std::vector<std::string> channels, std::int64_t now) noexcept {
+    for (std::size_t i = 0; i < channels.size(); i += limits::redis_subscribe_batch) {
+        auto end = std::min(channels.size(), i + limits::redis_subscribe_batch);
+        send(command::subscribe,
+             {std::make_move_iterator(channels.begin() + i), std::make_move_iterator(channels.begin() + end)},
+             now);
+    }
+}
+
+// Writes what the socket takes now. The socket is non-blocking: the rest stays in
+// hiredis' buffer and goes out when poll reports the socket writable.
 void redis_subscriber::flush_writes() noexcept {
     int done = 0;
-    while (!done) {
-        if (redisBufferWrite(_ctx.get(), &done) != REDIS_OK) {
-            disconnect(_ctx->errstr);
+    if (redisBufferWrite(_ctx.get(), &done) != REDIS_OK) {
+        disconnect(_ctx->errstr);
+        return;
+    }
+    _write_pending = !done;
+}
+
+// ---- replies ------------------------------------------------------------------------
+
+void redis_subscriber::read_replies(std::int64_t now) noexcept {
+    if (redisBufferRead(_ctx.get()) != REDIS_OK) {
+        disconnect(_ctx->errstr[0] ? _ctx->errstr : "connection closed");
+        return;
+    }
+    while (_ctx) {
+        void* raw = nullptr;
+        if (redisGetReplyFromReader(_ctx.get(), &raw) != REDIS_OK) {
+            disconnect("protocol error");
+            return;
+        }
+        if (!raw) break;
+        auto* reply = static_cast<redisReply*>(raw);
+        handle_reply(*reply, now);
+        freeReplyObject(reply);
+    }
+}
+
+void redis_subscriber::handle_reply(const redisReply& r, std::int64_t now) noexcept {
+    // A message push is the only reply no command asked for.
+    if (r.type == REDIS_REPLY_ARRAY && r.elements == 3 && is_string(*r.element[0]) &&
+        str(*r.element[0]) == "message" && r.element[1]->type == REDIS_REPLY_STRING &&
+        r.element[2]->type == REDIS_REPLY_STRING) {
+        _metrics.messages_in.bump();
+        route(str(*r.element[1]), str(*r.element[2]));
+        return;
+    }
+    if (_fifo.empty()) {
+        disconnect("a reply that no command asked for");
+        return;
+    }
+    answer_front(r, now);
+}
+
+// Matches `r` with the oldest unanswered command.
+void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexcept {
+    command& cmd = _fifo.front();
+    if (r.type == REDIS_REPLY_ERROR) {
+        command failed = std::move(cmd);
+        _fifo.pop_front();
+        switch (failed.kind) {
+            case command::auth:
+                disconnect(fmt::format("AUTH failed: {}", str(r)));
+                return;
+            case command::subscribe:
+                if (failed.channels.size() > 1) {
+                    // One forbidden channel fails the whole command and the error names
+                    // none of them: ask again one channel at a time.
+                    std::vector<std::string> retry;
+                    for (std::size_t i = failed.answered; i < failed.channels.size(); ++i)
+                        if (_table.on_batch_refused(failed.channels[i])) retry.push_back(failed.channels[i]);
+                    for (auto& c : retry) send(command::subscribe, {std::move(c)}, now);
+                } else if (!failed.channels.empty()) {
+                    const std::string& name = failed.channels.front();
+                    _metrics.channels_refused.bump();
+                    log::warn("redis: SUBSCRIBE {}{} refused: {}", _cfg.namespace_prefix, name, str(r));
+                    notify(_table.on_refused(name), channel_notice::forbidden, name);
+                }
+                return;
+            default:
+                // UNSUBSCRIBE and PING don't fail on a working link.
+                disconnect(fmt::format("unexpected error reply: {}", str(r)));
+                return;
+        }
+    }
+    switch (cmd.kind) {
+        case command::auth:
+            if (r.type != REDIS_REPLY_STATUS) {
+                disconnect("unexpected reply to AUTH");
+                return;
+            }
+            _fifo.pop_front();
+            go_live(now);
+            return;
+        case command::ping:
+        case command::resync_ping: {
+            // ["pong", ""] in subscribed mode, +PONG before the first SUBSCRIBE.
+            bool pong = (r.type == REDIS_REPLY_STATUS && str(r) == "PONG") ||
+                        (r.type == REDIS_REPLY_ARRAY && r.elements >= 1 && is_string(*r.element[0]) &&
+                         str(*r.element[0]) == "pong");
+            if (!pong) {
+                disconnect("unexpected reply to PING");
+                return;
+            }
+            bool resynced = cmd.kind == command::resync_ping;
+            _fifo.pop_front();
+            if (resynced) {
+                set_state(redis_status::ready);
+                log::info("redis: subscribed to {} channels", _metrics.subscribed_channels.get());
+            }
+            return;
+        }
+        case command::subscribe:
+        case command::unsubscribe: {
+            std::string_view kind = cmd.kind == command::subscribe ? "subscribe" : "unsubscribe";
+            if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
+                str(*r.element[0]) != kind || r.element[1]->type != REDIS_REPLY_STRING) {
+                disconnect(fmt::format("unexpected reply to {}", kind));
+                return;
+            }
+            if (r.element[2]->type == REDIS_REPLY_INTEGER)
+                _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
+            const std::string& name = cmd.channels[cmd.answered];
+            if (cmd.kind == command::subscribe)
+                notify(_table.on_subscribed(name), channel_notice::ready, name);
+            else
+                _table.on_unsubscribed(name);
+            if (++cmd.answered == cmd.channels.size()) _fifo.pop_front();
             return;
         }
     }
-    _write_pending = false;
+}
+
+void redis_subscriber::route(std::string_view channel, std::string_view payload) noexcept {
+    if (!channel.starts_with(_cfg.namespace_prefix)) {
+        _metrics.messages_unrouted.bump();
+        return;
+    }
+    channel.remove_prefix(_cfg.namespace_prefix.size());
+    shard_mask mask = _table.shards_for(channel);
+    if (mask == 0) {  // the last subscriber left while this message was on its way
+        _metrics.messages_unrouted.bump();
+        return;
+    }
+    if (payload.size() > _cfg.max_message_bytes) {
+        // Dropped here, once, rather than at every connection it would overflow.
+        _metrics.messages_dropped_too_large.bump();
+        log::warn("redis: dropping a {} byte message on '{}': larger than --max-message-bytes {}",
+                  payload.size(), channel, _cfg.max_message_bytes);
+        return;
+    }
+    try {
+        frame_ref f = frame_ref::make(build_sse_frame(payload), ++_seq);
+        for (unsigned i = 0; i < _shards.size(); ++i) {
+            if (!(mask & (shard_mask{1} << i))) continue;
+            if (!_shards[i].to_shard.try_push(shard_message{f, std::string(channel)})) {
+                _metrics.messages_dropped_full.bump();
+                std::int64_t now = monotonic_ms();
+                if (now - _last_drop_log_ms > 1000) {
+                    _last_drop_log_ms = now;
+                    log::warn("redis: shard {} queue full, dropping messages (dropped so far: {})",
+                              i, _metrics.messages_dropped_full.get());
+                }
+                continue;
+            }
+            _shards_to_wake |= shard_mask{1} << i;
+        }
+    } catch (const std::bad_alloc&) {
+        _metrics.messages_dropped_no_memory.bump();
+    }
+}
+
+// ---- shards -------------------------------------------------------------------------
+
+void redis_subscriber::drain_control(std::int64_t now) noexcept {
+    std::vector<std::string> to_subscribe;
+    const bool live = _link == link_state::live;
+    for (unsigned i = 0; i < _shards.size(); ++i) {
+        while (auto m = _shards[i].from_shard.try_pop()) {
+            if (m->kind == control_message::unsubscribe) {
+                _table.unwant(m->channel, i, now);
+                continue;
+            }
+            switch (_table.want(m->channel, i, live)) {
+                case subscription_table::want_result::pending: break;
+                case subscription_table::want_result::subscribe:
+                    to_subscribe.push_back(std::move(m->channel));
+                    break;
+                case subscription_table::want_result::ready:
+                    notify(shard_mask{1} << i, channel_notice::ready, m->channel);
+                    break;
+                case subscription_table::want_result::over_capacity:
+                    _metrics.channels_over_capacity.bump();
+                    notify(shard_mask{1} << i, channel_notice::over_capacity, m->channel);
+                    break;
+            }
+        }
+    }
+    send_subscribes(std::move(to_subscribe), now);
+}
+
+void redis_subscriber::notify(shard_mask shards, channel_notice::kind_t kind,
+                              const std::string& channel) noexcept {
+    for (unsigned i = 0; i < _shards.size(); ++i) {
+        if (!(shards & (shard_mask{1} << i))) continue;
+        channel_notice n{kind, channel};
+        auto& backlog = _notice_backlog[i];
+        if (!backlog.empty() || !_shards[i].notices.try_push(std::move(n))) backlog.push_back(std::move(n));
+        _shards_to_wake |= shard_mask{1} << i;
+    }
+}
+
+void redis_subscriber::flush_notices() noexcept {
+    for (unsigned i = 0; i < _shards.size(); ++i) {
+        auto& backlog = _notice_backlog[i];
+        while (!backlog.empty() && _shards[i].notices.try_push(std::move(backlog.front()))) {
+            backlog.pop_front();
+            _shards_to_wake |= shard_mask{1} << i;
+        }
+    }
+}
+
+void redis_subscriber::wake_shards() noexcept {
+    for (unsigned i = 0; i < _shards.size(); ++i) {
+        if (!(_shards_to_wake & (shard_mask{1} << i))) continue;
+        if (_shards[i].shard_wake.should_wake()) {
+            std::uint64_t one = 1;
+            [[maybe_unused]] auto n = ::write(_shards[i].shard_eventfd, &one, sizeof one);
+        }
+    }
+    _shards_to_wake = 0;
 }
 
 void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
-    pollfd fds[2] = {{_wake.eventfd, POLLIN, 0}, {_ctx ? _ctx->fd : -1, POLLIN, 0}};
+    short want = POLLIN;
+    if (_ctx && (_link == link_state::connecting || _write_pending)) want |= POLLOUT;
+    pollfd fds[2] = {{_wake.eventfd, POLLIN, 0}, {_ctx ? _ctx->fd : -1, want, 0}};
     // Raise the flag, then look at the queues once more: a shard that pushes after this
     // look sees the flag and writes the eventfd.
     _wake.flag.set_sleeping();
@@ -228,92 +499,19 @@ void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
         std::uint64_t v;
         [[maybe_unused]] auto r = ::read(_wake.eventfd, &v, sizeof v);
     }
-    if (_ctx && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) read_replies();
-}
-
-void redis_subscriber::read_replies() noexcept {
-    if (redisBufferRead(_ctx.get()) != REDIS_OK) {
-        disconnect(_ctx->errstr);
+    if (!_ctx) return;
+    std::int64_t now = monotonic_ms();
+    if (_link == link_state::connecting) {
+        if (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) on_connected(now);
         return;
     }
-    while (_ctx) {
-        void* raw = nullptr;
-        if (redisReaderGetReply(_ctx->reader, &raw) != REDIS_OK) {
-            disconnect("protocol error");
-            return;
-        }
-        if (!raw) break;
-        auto* reply = static_cast<redisReply*>(raw);
-        handle_reply(*reply);
-        freeReplyObject(reply);
-    }
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) read_replies(now);
+    if (_ctx && (fds[1].revents & POLLOUT)) flush_writes();
     wake_shards();
 }
 
-void redis_subscriber::handle_reply(const redisReply& r) noexcept {
-    if (r.type == REDIS_REPLY_ERROR) {
-        log::error("redis: error reply: {}", str(r));
-        return;
-    }
-    if (r.type != REDIS_REPLY_ARRAY || r.elements < 3 || r.element[0]->type != REDIS_REPLY_STRING)
-        return;
-    std::string_view kind = str(*r.element[0]);
-    if (kind == "message" && r.element[1]->type == REDIS_REPLY_STRING &&
-        r.element[2]->type == REDIS_REPLY_STRING) {
-        _metrics.messages_in.bump();
-        route(str(*r.element[1]), str(*r.element[2]));
-    } else if (kind == "subscribe" || kind == "unsubscribe") {
-        if (r.element[2]->type == REDIS_REPLY_INTEGER)
-            _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
-        if (kind == "subscribe" && !_awaiting.empty() && r.element[1]->type == REDIS_REPLY_STRING) {
-            std::string_view name = str(*r.element[1]);
-            if (auto it = _awaiting.find(name); it != _awaiting.end()) _awaiting.erase(it);
-            if (_awaiting.empty()) mark_healthy();
-        }
-    }
-}
-
-void redis_subscriber::route(std::string_view channel, std::string_view payload) noexcept {
-    if (!channel.starts_with(_cfg.namespace_prefix)) {
-        _metrics.messages_unrouted.bump();
-        return;
-    }
-    channel.remove_prefix(_cfg.namespace_prefix.size());
-    std::uint64_t mask = _interest.shards_for(channel);
-    if (mask == 0) {  // the last subscriber left while this message was on its way
-        _metrics.messages_unrouted.bump();
-        return;
-    }
-    try {
-        frame_ref f = frame_ref::make(build_sse_frame(payload), ++_seq);
-        for (unsigned i = 0; i < _shards.size(); ++i) {
-            if (!(mask & (std::uint64_t{1} << i))) continue;
-            if (!_shards[i].to_shard.try_push(shard_message{f, std::string(channel)})) {
-                _metrics.messages_dropped_full.bump();
-                std::int64_t now = monotonic_ms();
-                if (now - _last_drop_log_ms > 1000) {
-                    _last_drop_log_ms = now;
-                    log::warn("redis: shard {} queue full, dropping messages (dropped so far: {})",
-                              i, _metrics.messages_dropped_full.get());
-                }
-                continue;
-            }
-            _shards_to_wake |= std::uint64_t{1} << i;
-        }
-    } catch (const std::bad_alloc&) {
-        _metrics.messages_dropped_full.bump();
-    }
-}
-
-void redis_subscriber::wake_shards() noexcept {
-    for (unsigned i = 0; i < _shards.size(); ++i) {
-        if (!(_shards_to_wake & (std::uint64_t{1} << i))) continue;
-        if (_shards[i].shard_wake.should_wake()) {
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(_shards[i].shard_eventfd, &one, sizeof one);
-        }
-    }
-    _shards_to_wake = 0;
+void redis_subscriber::set_state(redis_status::state_t s) noexcept {
+    _status.state.store(s, std::memory_order_relaxed);
 }
 
 }  // namespace jugglite

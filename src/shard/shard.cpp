@@ -1,5 +1,6 @@
 #include "shard/shard.h"
 
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,7 +28,13 @@ std::int64_t monotonic_ms() noexcept {
 
 shard::shard(unsigned id, shard_environment env, shard_link& link, shard_metrics& metrics,
              int listen_fd, std::uint32_t slots)
-    : _id(id), _env(env), _link(link), _metrics(metrics), _listen_fd(listen_fd), _slots(slots) {}
+    : _id(id),
+      _env(env),
+      _link(link),
+      _metrics(metrics),
+      _listen_fd(listen_fd),
+      _slots(slots),
+      _rng(std::random_device{}() + id) {}
 
 void shard::run(std::promise<std::expected<void, std::string>>& ready) noexcept {
     std::expected<void, std::string> ok;
@@ -72,23 +79,28 @@ void shard::loop() noexcept {
         if (!stopping && _env.stop->load(std::memory_order_acquire)) {
             stopping = true;
             drain_deadline = _now_ms + limits::shutdown_drain.count();
-            shutdown();
+            begin_stop();
         }
         if (stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
 
+        _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
         flush_control();
-        if (!stopping) drain_messages();
+        if (!stopping) {
+            drain_notices();
+            drain_messages();
+        }
         if (_now_ms >= _next_tick_ms) {
             on_tick();
             _next_tick_ms = _now_ms + limits::tick.count();
         }
 
         int rc;
-        if (!_link.to_shard.empty() && !stopping) {
+        auto queued = [&] { return !stopping && (!_link.to_shard.empty() || !_link.notices.empty()); };
+        if (queued()) {
             rc = _ring->submit_and_get_events();
         } else {
             _link.shard_wake.set_sleeping();
-            if ((!_link.to_shard.empty() && !stopping) ||
+            if (queued() ||
                 (!stopping && _env.stop->load(std::memory_order_acquire))) {
                 _link.shard_wake.clear();
                 rc = _ring->submit_and_get_events();
@@ -109,7 +121,13 @@ void shard::loop() noexcept {
     _ring.reset();
 }
 
-void shard::shutdown() noexcept {
+// Stops taking connections and closes every one. The listener stops listening first,
+// so that a client connecting now is refused (and a load balancer moves it elsewhere)
+// rather than accepted and then reset. Channel memberships are not undone one by one:
+// the whole table goes with the shard.
+void shard::begin_stop() noexcept {
+    _stopping = true;
+    ::shutdown(_listen_fd, SHUT_RDWR);
     if (_accept_armed) {
         io_uring_sqe* sqe = _ring->sqe();
         if (sqe) {
@@ -119,7 +137,7 @@ void shard::shutdown() noexcept {
     }
     for (std::uint32_t slot = 0; slot < _high_water; ++slot) {
         connection& c = _conns[slot];
-        if (c.state != conn_state::free) close_conn(c, slot, close_reason::shutdown);
+        if (c.state != conn_state::free) close_conn(c, slot, close_reason::server_stopping);
     }
 }
 
@@ -151,7 +169,7 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
             --c.ops_inflight;
             maybe_finish_close(c, t.slot);
             break;
-        case op::shutdown:
+        case op::half_close:
             --c.ops_inflight;
             if (c.state == conn_state::closing) maybe_finish_close(c, t.slot);
             else if (cqe.res < 0) close_conn(c, t.slot, close_reason::client_gone);
@@ -185,6 +203,13 @@ void shard::on_tick() noexcept {
         switch (c.state) {
             case conn_state::reading:
                 if (_now_ms >= c.deadline_ms) answer_and_close(c, slot, 408, "request timeout");
+                break;
+            case conn_state::registering:
+                // Redis did not confirm the channels in time (link down, or slow).
+                if (_now_ms >= c.deadline_ms) {
+                    leave_channels(c);
+                    refuse(c, slot, refusal::redis);
+                }
                 break;
             case conn_state::lingering:
                 if (_now_ms >= c.deadline_ms) close_conn(c, slot, close_reason::done);

@@ -4,11 +4,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <expected>
 #include <future>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/channel_registry.h"
@@ -27,7 +30,7 @@ struct shard_environment {
     const config* cfg;
     std::atomic<bool>* stop;                // set once at shutdown
     std::atomic<std::uint32_t>* open_conns; // accepted connections across all shards
-    std::atomic<bool>* redis_healthy;       // connected to Redis and subscribed
+    const redis_status* redis_state;        // the redis thread's link state, for /readyz
     redis_wakeup* redis;
     std::span<const shard_metrics> all_shards;  // for /metrics
     const redis_metrics* redis_counters;
@@ -47,7 +50,7 @@ public:
 private:
     [[nodiscard]] std::expected<void, std::string> setup();
     void loop() noexcept;
-    void shutdown() noexcept;
+    void begin_stop() noexcept;
 
     // Completion handlers.
     void handle(const io_uring_cqe& cqe) noexcept;
@@ -55,13 +58,32 @@ private:
     void on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) noexcept;
     void on_send(connection& c, std::uint32_t slot, int res) noexcept;
 
-    // Request handling.
+    // Request side (shard_requests.cpp).
     void on_request_bytes(connection& c, std::uint32_t slot) noexcept;
+    void dispatch(connection& c, std::uint32_t slot, std::string_view request);
     void start_stream(connection& c, std::uint32_t slot, std::vector<std::string> channels,
-                      bool head_only) noexcept;
+                      bool head_only);
     void answer_and_close(connection& c, std::uint32_t slot, int status,
                           std::string_view body) noexcept;
-    std::string metrics_text() const;
+    // A refusal the client should retry (capacity, Redis not ready): 200 + `retry:` for an
+    // EventSource, 503 + Retry-After for anyone else. Counted by `why`.
+    enum class refusal : std::uint8_t { capacity, channels, redis };
+    void refuse(connection& c, std::uint32_t slot, refusal why) noexcept;
+    [[nodiscard]] std::string metrics_text() const;
+    [[nodiscard]] bool live() const noexcept;
+
+    // Channel membership and Redis' answers about channels (shard_channels.cpp).
+    void join_channels(connection& c, std::uint32_t slot, std::vector<std::string>& channels);
+    void begin_streaming(connection& c, std::uint32_t slot) noexcept;
+    void drain_notices() noexcept;
+    void on_channel_ready(std::string_view name) noexcept;
+    void on_channel_refused(const channel_notice& n) noexcept;
+    void on_link_down() noexcept;
+    void drop_channel(connection& c, std::uint32_t slot, std::uint16_t k) noexcept;
+    void leave_channels(connection& c) noexcept;
+    void send_control(control_message::kind_t kind, const std::string& channel) noexcept;
+    void flush_control() noexcept;
+    void wake_redis() noexcept;
 
     // Data path.
     void drain_messages() noexcept;
@@ -74,13 +96,10 @@ private:
     void arm_accept() noexcept;
     void arm_recv(connection& c, std::uint32_t slot) noexcept;
     void arm_wake() noexcept;
-    enum class close_reason { client_gone, slow_consumer, done, shutdown };
+    enum class close_reason { client_gone, slow_consumer, done, server_stopping };
     void close_conn(connection& c, std::uint32_t slot, close_reason why) noexcept;
     void linger(connection& c, std::uint32_t slot) noexcept;
     void maybe_finish_close(connection& c, std::uint32_t slot) noexcept;
-    void leave_channels(connection& c) noexcept;
-    void send_control(control_message m) noexcept;
-    void flush_control() noexcept;
 
     // Timers: scan one slice of the connection table per tick.
     void on_tick() noexcept;
@@ -100,10 +119,16 @@ private:
     std::vector<std::uint32_t> _to_close;  // slow consumers found during a fan-out
     std::vector<std::uint32_t> _to_send;   // connections given frames during a fan-out
     channel_registry _channels;
-    std::vector<control_message> _control_backlog;  // when from_shard is full
+    // Reports from_shard had no room for, one per channel: the latest report wins, so the
+    // backlog is bounded by the channels this shard touched, and drains in FIFO order.
+    std::deque<std::string> _control_order;
+    std::unordered_map<std::string, control_message::kind_t, string_hash, std::equal_to<>> _control_backlog;
+    bool _stopping = false;  // set once at shutdown: channel teardown is skipped
+    std::minstd_rand _rng;   // jitter for retry answers
     frame_ref _keepalive;
     std::uint64_t _wake_buf = 0;
     bool _accept_armed = false;
+    std::int64_t _last_accept_log_ms = 0;
     std::int64_t _now_ms = 0;
     std::int64_t _next_tick_ms = 0;
     unsigned _slice = 0;

@@ -22,15 +22,20 @@ void shard::arm_accept() noexcept {
 void shard::on_accept(const io_uring_cqe& cqe) noexcept {
     bool stopping = _env.stop->load(std::memory_order_relaxed);
     if (!(cqe.flags & IORING_CQE_F_MORE)) {
-        // The multishot accept ended. -ENFILE (table full) is retried from the next tick,
-        // once closing connections have given slots back; anything else right away.
+        // The multishot accept ended. After a success it is re-armed at once. After an error
+        // (-ENFILE: the table is full; -EMFILE, -ENOMEM...: the system is short) it is
+        // re-armed from the next tick, so that a persistent error can't spin the loop.
         _accept_armed = false;
-        if (!stopping && cqe.res != -ENFILE && cqe.res != -ECANCELED) arm_accept();
+        if (!stopping && cqe.res >= 0) arm_accept();
     }
     if (cqe.res < 0) {
-        if (cqe.res != -ECANCELED && cqe.res != -ENFILE) _metrics.accept_errors.bump();
-        if (cqe.res != -ENFILE && cqe.res != -ECANCELED)
-            log::warn("shard {}: accept: {}", _id, std::strerror(-cqe.res));
+        if (cqe.res == -ECANCELED || cqe.res == -ENFILE) return;
+        _metrics.accept_errors.bump();
+        if (_now_ms - _last_accept_log_ms >= 1000) {  // at most one line a second
+            _last_accept_log_ms = _now_ms;
+            log::warn("shard {}: accept: {} ({} accept errors so far)", _id, std::strerror(-cqe.res),
+                      _metrics.accept_errors.get());
+        }
         return;
     }
     auto slot = static_cast<std::uint32_t>(cqe.res);
@@ -42,18 +47,16 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
     _high_water = std::max(_high_water, slot + 1);
     arm_recv(c, slot);
     if (stopping) {
-        close_conn(c, slot, close_reason::shutdown);
+        close_conn(c, slot, close_reason::server_stopping);
         return;
     }
     // Two budgets: the process-wide --max-conns, and this shard's table minus the spare
-    // slots that exist so that over-limit clients can still be answered with a 503.
-    if (_live > _slots - limits::spare_slots) {
-        answer_and_close(c, slot, 503, "connection limit reached");
-        return;
-    }
+    // slots. A client over either is not counted; it is still read, so that its answer
+    // can depend on what it asked for (an EventSource gets a retry it will follow, see
+    // refuse()), and /readyz, /livez and /metrics are still answered at capacity.
+    if (_live > _slots - limits::spare_slots) return;
     if (_env.open_conns->fetch_add(1, std::memory_order_relaxed) >= _env.cfg->max_conns) {
         _env.open_conns->fetch_sub(1, std::memory_order_relaxed);
-        answer_and_close(c, slot, 503, "connection limit reached");
         return;
     }
     c.counted = true;
@@ -114,10 +117,10 @@ void shard::on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) 
 // and close then, or after a short linger.
 void shard::linger(connection& c, std::uint32_t slot) noexcept {
     io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for shutdown");
+    if (!sqe) log::panic("no SQE for half-close");
     io_uring_prep_shutdown(sqe, static_cast<int>(slot), SHUT_WR);
     sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, tag{op::shutdown, c.gen, slot}.pack());
+    io_uring_sqe_set_data64(sqe, tag{op::half_close, c.gen, slot}.pack());
     ++c.ops_inflight;
     c.state = conn_state::lingering;
     c.deadline_ms = _now_ms + limits::linger.count();
@@ -159,41 +162,6 @@ void shard::maybe_finish_close(connection& c, std::uint32_t slot) noexcept {
     _metrics.conns_closed.bump();
     c.reset();
     --_live;
-}
-
-void shard::leave_channels(connection& c) noexcept {
-    for (const membership& m : c.channels) {
-        std::string name;
-        if (m.entry->subscribers.size() == 1) name = m.entry->name;  // entry dies below
-        auto r = _channels.remove(m.entry, m.pos);
-        if (r.moved) _conns[r.moved->conn].channels[r.moved->slot_in_conn].pos = m.pos;
-        if (r.last) send_control({control_message::unsubscribe, std::move(name)});
-    }
-    c.channels = {};
-}
-
-void shard::send_control(control_message m) noexcept {
-    if (!_control_backlog.empty() || !_link.from_shard.try_push(std::move(m))) {
-        _control_backlog.push_back(std::move(m));
-    }
-    if (_env.redis->flag.should_wake()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.redis->eventfd, &one, sizeof one);
-    }
-}
-
-void shard::flush_control() noexcept {
-    if (_control_backlog.empty()) return;
-    std::size_t sent = 0;
-    while (sent < _control_backlog.size() &&
-           _link.from_shard.try_push(std::move(_control_backlog[sent])))
-        ++sent;
-    _control_backlog.erase(_control_backlog.begin(),
-                           _control_backlog.begin() + static_cast<std::ptrdiff_t>(sent));
-    if (sent && _env.redis->flag.should_wake()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.redis->eventfd, &one, sizeof one);
-    }
 }
 
 }  // namespace jugglite

@@ -1,11 +1,11 @@
 // The request side of a shard: a parsed request becomes a stream, a health or metrics
-// answer, or an error answer.
+// answer, or an error answer; and refusals that a client should retry.
 #include <fmt/format.h>
 
-#include "core/log.h"
-#include "shard/shard.h"
 #include "core/http_request.h"
+#include "core/log.h"
 #include "core/request_router.h"
+#include "shard/shard.h"
 
 namespace jugglite {
 
@@ -17,48 +17,67 @@ void shard::on_request_bytes(connection& c, std::uint32_t slot) noexcept {
         return;
     }
     try {
-        route r = route_request(std::get<http_request>(parsed), *_env.cfg);
-        c.request = {};  // the views into it are dead from here on
-        if (auto* s = std::get_if<stream_route>(&r)) {
-            start_stream(c, slot, std::move(s->channels), s->head_only);
-        } else if (std::holds_alternative<health_route>(r)) {
-            if (_env.redis_healthy->load(std::memory_order_relaxed))
-                answer_and_close(c, slot, 200, "ok");
-            else
-                answer_and_close(c, slot, 503, "redis subscriber is not connected");
-        } else if (std::holds_alternative<metrics_route>(r)) {
-            answer_and_close(c, slot, 200, metrics_text());
-        } else {
-            const auto& e = std::get<http_error>(r);
-            answer_and_close(c, slot, e.status, e.reason);
-        }
+        dispatch(c, slot, c.request);
     } catch (const std::bad_alloc&) {
-        answer_and_close(c, slot, 503, "out of memory");
+        // Fail this one connection; the shard goes on.
+        if (c.state == conn_state::reading) answer_and_close(c, slot, 503, "out of memory");
+        else close_conn(c, slot, close_reason::client_gone);
     }
 }
 
+// May throw std::bad_alloc; the caller fails the connection.
+void shard::dispatch(connection& c, std::uint32_t slot, std::string_view bytes) {
+    const auto& req = std::get<http_request>(parse_request(bytes));
+    c.wants_event_stream = req.wants_event_stream();
+    route r = route_request(req, *_env.cfg);
+    c.request = {};  // the views into it are dead from here on
+    if (auto* s = std::get_if<stream_route>(&r)) {
+        if (!c.counted) {  // admitted over --max-conns only to hear this answer
+            refuse(c, slot, refusal::capacity);
+            return;
+        }
+        start_stream(c, slot, std::move(s->channels), s->head_only);
+    } else if (auto* h = std::get_if<health_route>(&r)) {
+        if (h->kind == health_route::liveness) {
+            if (live()) answer_and_close(c, slot, 200, "ok");
+            else answer_and_close(c, slot, 503, "a loop has stalled");
+            return;
+        }
+        switch (_env.redis_state->state.load(std::memory_order_relaxed)) {
+            case redis_status::ready: answer_and_close(c, slot, 200, "ok"); break;
+            case redis_status::resubscribing:
+                answer_and_close(c, slot, 503, "redis subscriber is subscribing its channels again");
+                break;
+            default: answer_and_close(c, slot, 503, "redis subscriber is not connected"); break;
+        }
+    } else if (std::holds_alternative<metrics_route>(r)) {
+        answer_and_close(c, slot, 200, metrics_text());
+    } else {
+        const auto& e = std::get<http_error>(r);
+        answer_and_close(c, slot, e.status, e.reason);
+    }
+}
+
+// A stream starts in `registering`: it joins its channels at once (so that their
+// SUBSCRIBE goes out), and its headers and registration comment are written only once
+// Redis has confirmed every channel, so "registered" means a message published now
+// arrives. Channels already confirmed on the live link cost no wait.
 void shard::start_stream(connection& c, std::uint32_t slot, std::vector<std::string> channels,
-                         bool head_only) noexcept {
-    stream_route route{std::move(channels), head_only};
-    frame_ref head = frame_ref::make(stream_response(route));
-    _metrics.conns_opened.bump();
+                         bool head_only) {
     if (head_only) {
+        _metrics.conns_opened.bump();
         c.state = conn_state::closing_after_send;
-        (void)c.enqueue(std::move(head), SIZE_MAX);
+        (void)c.enqueue(frame_ref::make(stream_response({{}, true})), SIZE_MAX);
         start_send(c, slot);
         return;
     }
-    c.state = conn_state::streaming;
-    _metrics.conns_open.set(_metrics.conns_open.get() + 1);
-    c.channels.reserve(route.channels.size());
-    for (std::size_t k = 0; k < route.channels.size(); ++k) {
-        auto added = _channels.add(route.channels[k],
-                                   {slot, static_cast<std::uint16_t>(k)});
-        c.channels.push_back({added.entry, added.pos});
-        if (added.first) send_control({control_message::subscribe, route.channels[k]});
-    }
-    (void)c.enqueue(std::move(head), SIZE_MAX);
-    start_send(c, slot);
+    // --max-channels is enforced by the redis thread, which alone knows every shard's
+    // channels: a stream that needs a channel past the cap gets an over_capacity notice
+    // while it waits here, and is turned away then (see on_channel_refused).
+    c.state = conn_state::registering;
+    c.deadline_ms = _now_ms + _env.cfg->register_timeout.count();
+    join_channels(c, slot, channels);
+    if (c.unconfirmed == 0) begin_streaming(c, slot);
 }
 
 void shard::answer_and_close(connection& c, std::uint32_t slot, int status,
@@ -67,8 +86,57 @@ void shard::answer_and_close(connection& c, std::uint32_t slot, int status,
     if (status == 408) _metrics.request_timeouts.bump();
     c.request = {};
     c.state = conn_state::closing_after_send;
-    (void)c.enqueue(frame_ref::make(simple_response(status, body)), SIZE_MAX);
+    try {
+        (void)c.enqueue(frame_ref::make(simple_response(status, body)), SIZE_MAX);
+    } catch (const std::bad_alloc&) {
+        close_conn(c, slot, close_reason::client_gone);
+        return;
+    }
     if (!c.send_inflight) start_send(c, slot);
+}
+
+void shard::refuse(connection& c, std::uint32_t slot, refusal why) noexcept {
+    std::string_view reason;
+    switch (why) {
+        case refusal::capacity:
+            _metrics.refused_capacity.bump();
+            reason = "connection limit reached";
+            break;
+        case refusal::channels:
+            _metrics.refused_channels.bump();
+            reason = "channel limit reached";
+            break;
+        case refusal::redis:
+            _metrics.refused_redis.bump();
+            reason = "redis is not ready";
+            break;
+    }
+    if (!c.wants_event_stream) {
+        answer_and_close(c, slot, 503, reason);
+        return;
+    }
+    // An EventSource comes back by itself after `retry:`; jitter spreads a storm of them.
+    auto lo = static_cast<std::uint32_t>(limits::refusal_retry_min.count());
+    auto hi = static_cast<std::uint32_t>(limits::refusal_retry_max.count());
+    std::uint32_t retry_ms = lo + static_cast<std::uint32_t>(_rng() % (hi - lo + 1));
+    _metrics.conns_rejected.bump();
+    c.request = {};
+    c.state = conn_state::closing_after_send;
+    try {
+        (void)c.enqueue(frame_ref::make(retry_response(retry_ms, reason)), SIZE_MAX);
+    } catch (const std::bad_alloc&) {
+        close_conn(c, slot, close_reason::client_gone);
+        return;
+    }
+    if (!c.send_inflight) start_send(c, slot);
+}
+
+bool shard::live() const noexcept {
+    const std::int64_t limit = limits::liveness_stall.count();
+    if (_now_ms - _env.redis_state->heartbeat_ms.load(std::memory_order_relaxed) > limit) return false;
+    for (const auto& m : _env.all_shards)
+        if (_now_ms - static_cast<std::int64_t>(m.heartbeat_ms.get()) > limit) return false;
+    return true;
 }
 
 std::string shard::metrics_text() const {
@@ -80,15 +148,23 @@ std::string shard::metrics_text() const {
     const redis_metrics& r = *_env.redis_counters;
     return fmt::format(
         "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
-        "connections_closed {}\nslow_consumers {}\nrequest_timeouts {}\nframes_out {}\n"
-        "bytes_out {}\nframes_dropped_closed {}\nredis_messages_in {}\n"
-        "redis_messages_dropped_queue_full {}\nredis_reconnects {}\nredis_subscribed_channels {}",
+        "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
+        "connections_refused_redis {}\nslow_consumers {}\nrequest_timeouts {}\n"
+        "channels_dropped_from_streams {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
+        "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
+        "redis_messages_dropped_too_large {}\nredis_messages_dropped_no_memory {}\n"
+        "redis_reconnects {}\nredis_link_timeouts {}\nredis_channels_refused {}\n"
+        "redis_channels_over_capacity {}\nredis_subscribed_channels {}",
         total(&shard_metrics::conns_open), total(&shard_metrics::conns_opened),
         total(&shard_metrics::conns_rejected), total(&shard_metrics::conns_closed),
-        total(&shard_metrics::slow_consumers), total(&shard_metrics::request_timeouts),
+        total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
+        total(&shard_metrics::refused_redis), total(&shard_metrics::slow_consumers),
+        total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
         total(&shard_metrics::frames_out), total(&shard_metrics::bytes_out),
         total(&shard_metrics::frames_dropped_closed), r.messages_in.get(),
-        r.messages_dropped_full.get(), r.reconnects.get(), r.subscribed_channels.get());
+        r.messages_dropped_full.get(), r.messages_dropped_too_large.get(),
+        r.messages_dropped_no_memory.get(), r.reconnects.get(), r.link_timeouts.get(),
+        r.channels_refused.get(), r.channels_over_capacity.get(), r.subscribed_channels.get());
 }
 
 }  // namespace jugglite

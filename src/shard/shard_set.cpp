@@ -13,7 +13,7 @@ namespace jugglite {
 
 std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     const config& cfg, std::atomic<bool>& stop, redis_wakeup& redis,
-    std::atomic<bool>& redis_healthy, const redis_metrics& redis_counters) {
+    const redis_status& redis_state, const redis_metrics& redis_counters) {
     std::unique_ptr<shard_set> set(new shard_set);
     set->_count = cfg.shards;
     set->_stop = &stop;
@@ -51,7 +51,7 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
                   "--max-conns {}; run more shards to reach it",
                   cfg.shards, slots, nofile, set->_capacity, cfg.max_conns);
 
-    shard_environment env{&cfg,          &stop,           &set->_open_conns, &redis_healthy,
+    shard_environment env{&cfg,          &stop,           &set->_open_conns, &redis_state,
                           &redis,        set->metrics(), &redis_counters};
     for (unsigned i = 0; i < cfg.shards; ++i) {
         auto efd = make_eventfd(false);

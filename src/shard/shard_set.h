@@ -24,10 +24,10 @@ class shard_set {
 public:
     // Opens the listeners and starts cfg.shards threads; returns once every shard has its
     // ring and is accepting, or with the first shard's setup error (all threads stopped).
-    // `stop`, `redis`, `redis_healthy` and `redis_counters` must outlive the set.
+    // `stop`, `redis`, `redis_state` and `redis_counters` must outlive the set.
     [[nodiscard]] static std::expected<std::unique_ptr<shard_set>, std::string> start(
         const config& cfg, std::atomic<bool>& stop, redis_wakeup& redis,
-        std::atomic<bool>& redis_healthy, const redis_metrics& redis_counters);
+        const redis_status& redis_state, const redis_metrics& redis_counters);
     ~shard_set();
 
     // The redis thread's ends of the queues, one per shard.

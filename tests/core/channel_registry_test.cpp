@@ -1,4 +1,4 @@
-// Tests for channel_registry (add, swap-remove, find) and shard_interest (shard bitmasks).
+// Tests for channel_registry (add, swap-remove, find).
 #include "core/channel_registry.h"
 
 #include <doctest/doctest.h>
@@ -137,42 +137,4 @@ TEST_CASE("channel_registry: entries stay put while other channels come and go")
     CHECK(reg.find("stable") == a.entry);
     CHECK(a.entry->name == "stable");
     CHECK(reg.size() == 5001);
-}
-
-TEST_CASE("shard_interest: add reports the first shard, remove the last") {
-    shard_interest si;
-    CHECK(si.shards_for("a") == 0);
-    CHECK(si.add("a", 0));
-    CHECK(!si.add("a", 3));
-    CHECK(!si.add("a", 3));  // re-adding a shard changes nothing
-    CHECK(si.shards_for("a") == 0b1001);
-    CHECK(si.add("b", 63));
-    CHECK(si.shards_for("b") == (std::uint64_t{1} << 63));
-    CHECK(si.size() == 2);
-
-    CHECK(!si.remove("a", 0));
-    CHECK(si.shards_for("a") == 0b1000);
-    CHECK(!si.remove("a", 5));  // not a member: nothing changes
-    CHECK(si.shards_for("a") == 0b1000);
-    CHECK(si.remove("a", 3));
-    CHECK(si.shards_for("a") == 0);
-    CHECK(si.size() == 1);
-
-    CHECK(!si.remove("missing", 0));
-    CHECK(si.size() == 1);
-    CHECK(si.add("a", 1));  // back from zero: first again
-    CHECK(si.shards_for("a") == 0b10);
-}
-
-TEST_CASE("shard_interest: channels() lists every wanted channel once") {
-    shard_interest si;
-    CHECK(si.channels().empty());
-    (void)si.add("x", 0);
-    (void)si.add("y", 1);
-    (void)si.add("y", 2);
-    (void)si.add("z", 2);
-    (void)si.remove("z", 2);
-    auto ch = si.channels();
-    std::sort(ch.begin(), ch.end());
-    CHECK(ch == std::vector<std::string>{"x", "y"});
 }

@@ -239,3 +239,13 @@ TEST_CASE("the size verdict does not depend on how the head was split across rea
         CHECK(whole_ok == (total <= limits::max_request_bytes));
     }
 }
+
+TEST_CASE("Accept: text/event-stream is recognised in any case and among other types") {
+    CHECK(expect_request("GET / HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n").wants_event_stream());
+    CHECK(expect_request("GET / HTTP/1.1\r\naccept:  Text/Event-Stream \r\n\r\n").wants_event_stream());
+    CHECK(expect_request("GET / HTTP/1.1\r\nAccept: text/html, text/event-stream;q=0.9\r\n\r\n")
+              .wants_event_stream());
+    CHECK_FALSE(expect_request("GET / HTTP/1.1\r\nAccept: */*\r\n\r\n").wants_event_stream());
+    CHECK_FALSE(expect_request("GET / HTTP/1.1\r\n\r\n").wants_event_stream());
+    CHECK_FALSE(expect_request("GET / HTTP/1.1\r\nX-Accept: text/event-stream\r\n\r\n").wants_event_stream());
+}

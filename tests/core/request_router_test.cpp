@@ -73,6 +73,31 @@ TEST_CASE("/healthz and /metrics are reserved, also under --path") {
     CHECK(expect_error(route_request({"POST", "/healthz", "", ""}, cfg)).status == 405);
 }
 
+TEST_CASE("/readyz and /healthz are readiness, /livez is liveness") {
+    config cfg;
+    cfg.path = "/stream";
+    for (auto p : {"/healthz", "/readyz"}) {
+        auto r = route_request(get(p), cfg);
+        REQUIRE(std::holds_alternative<health_route>(r));
+        CHECK(std::get<health_route>(r).kind == health_route::readiness);
+    }
+    auto r = route_request(get("/livez"), cfg);
+    REQUIRE(std::holds_alternative<health_route>(r));
+    CHECK(std::get<health_route>(r).kind == health_route::liveness);
+}
+
+TEST_CASE("retry_response: a 200 stream an EventSource retries after retry_ms") {
+    CHECK(retry_response(2500, "connection limit reached") ==
+          "HTTP/1.1 200 OK\r\n"
+          "Content-Type: text/event-stream;charset=utf-8\r\n"
+          "Cache-Control: no-cache\r\n"
+          "X-Accel-Buffering: no\r\n"
+          "Connection: close\r\n"
+          "\r\n"
+          ": connection limit reached\n"
+          "retry: 2500\n\n");
+}
+
 TEST_CASE("--path restricts streaming to one exact path") {
     config cfg;
     cfg.path = "/events";

@@ -17,11 +17,14 @@ namespace test {
 
 namespace {
 
-bool redis_answers(int port) {
+bool redis_answers(int port, const std::string& password) {
     timeval tv{0, 200'000};
     redisContext* c = redisConnectWithTimeout("127.0.0.1", port, tv);
     bool ok = false;
     if (c && !c->err) {
+        if (!password.empty())
+            if (auto* a = redisCommand(c, "AUTH %b", password.data(), password.size()))
+                freeReplyObject(a);
         auto* r = static_cast<redisReply*>(redisCommand(c, "PING"));
         ok = r && r->type == REDIS_REPLY_STATUS;
         if (r) freeReplyObject(r);
@@ -51,17 +54,24 @@ std::string find_redis_server() {
 
 redis_server::redis_server() : redis_server(free_port()) {}
 
-redis_server::redis_server(int port) : _port(port), _dir(temp_dir()) { start(); }
+redis_server::redis_server(int port, std::vector<std::string> extra, std::string password)
+    : _port(port), _dir(temp_dir()), _extra(std::move(extra)), _password(std::move(password)) {
+    start();
+}
 
 redis_server::~redis_server() { stop(); }
 
 void redis_server::start() {
-    _proc = std::make_unique<child_process>(child_process::spawn(
-        {find_redis_server(), "--port", std::to_string(_port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", _dir},
-        {}, _dir + "/redis.log"));
-    if (!eventually([&] { return redis_answers(_port); }))
+    std::vector<std::string> argv{find_redis_server(), "--port", std::to_string(_port), "--bind",
+                                  "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir};
+    argv.insert(argv.end(), _extra.begin(), _extra.end());
+    _proc = std::make_unique<child_process>(child_process::spawn(argv, {}, _dir + "/redis.log"));
+    if (!eventually([&] { return redis_answers(_port, _password); }))
         throw std::runtime_error("redis-server did not start: " + _proc->log());
+}
+
+void redis_server::signal(int sig) {
+    if (_proc) ::kill(_proc->pid(), sig);
 }
 
 void redis_server::stop() {
@@ -74,9 +84,27 @@ redis_server& shared_redis() {
     return server;
 }
 
-redis_client::redis_client(int port) {
+redis_client::redis_client(int port, const std::string& password) {
     _c = redisConnect("127.0.0.1", port);
     if (!_c || _c->err) throw std::runtime_error("cannot connect to redis");
+    if (!password.empty()) command({"AUTH", password});
+}
+
+std::string redis_client::command(const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    auto* r = static_cast<redisReply*>(
+        redisCommandArgv(_c, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    if (!r) throw std::runtime_error("redis command failed");
+    std::string out;
+    if (r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
+    else if (r->str) out.assign(r->str, static_cast<std::size_t>(r->len));
+    freeReplyObject(r);
+    return out;
 }
 
 redis_client::~redis_client() { redisFree(_c); }

@@ -20,16 +20,22 @@ using namespace std::chrono_literals;
 class redis_server {
 public:
     redis_server();
-    explicit redis_server(int port);
+    // `extra` are more redis-server arguments (e.g. {"--user", "app on >pw ..."}); with a
+    // password-only default user, pass `password` too so readiness checks can AUTH.
+    explicit redis_server(int port, std::vector<std::string> extra = {}, std::string password = {});
     ~redis_server();
     void stop();
     void start();  // (re)start on the same port; waits until it answers PING
+    // Sends `sig` (SIGSTOP freezes it, SIGCONT thaws it).
+    void signal(int sig);
     [[nodiscard]] int port() const { return _port; }
     [[nodiscard]] std::string url() const { return "redis://127.0.0.1:" + std::to_string(_port); }
 
 private:
     int _port;
     std::string _dir;
+    std::vector<std::string> _extra;
+    std::string _password;
     std::unique_ptr<child_process> _proc;
 };
 
@@ -39,8 +45,10 @@ redis_server& shared_redis();
 // A synchronous hiredis connection.
 class redis_client {
 public:
-    explicit redis_client(int port);
+    explicit redis_client(int port, const std::string& password = {});
     ~redis_client();
+    // Runs a command given as arguments; returns its reply as text (an error as "ERR...").
+    std::string command(const std::vector<std::string>& args);
     // PUBLISH; returns the number of Redis subscribers that received it.
     long long publish(std::string_view channel, std::string_view payload);
     // PUBSUB NUMSUB for one channel.
