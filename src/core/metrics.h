@@ -39,6 +39,7 @@ struct shard_metrics {
     counter refused_channels;    // turned away (to retry) at --max-channels
     counter refused_redis;       // turned away (to retry): Redis did not confirm in time
     counter channels_dropped;    // a channel Redis refused, removed from a stream
+    counter sqe_deferred;        // operations retried on the next loop turn: no SQE
     counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
 };
 

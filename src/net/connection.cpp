@@ -10,6 +10,7 @@ void connection::open(std::int64_t now_ms) noexcept {
     recv_armed = false;
     wants_event_stream = false;
     unconfirmed = 0;
+    deferred = 0;
     ops_inflight = 0;
     deadline_ms = now_ms + limits::request_timeout.count();
     last_write_ms = now_ms;
@@ -23,6 +24,7 @@ void connection::reset() noexcept {
     request = {};
     channels = {};
     state = conn_state::free;
+    deferred = 0;
     send_inflight = false;
     recv_armed = false;
     ops_inflight = 0;

@@ -40,6 +40,16 @@ struct send_plan {
     std::size_t count;    // frames covered
 };
 
+// Operations a shard could not submit (the kernel refused a submission, e.g. -EAGAIN
+// under memory pressure) and retries on its next loop turn.
+enum deferred_op : std::uint8_t {
+    defer_recv = 1,
+    defer_send = 2,
+    defer_half_close = 4,
+    defer_cancel = 8,
+    defer_close = 16,
+};
+
 class connection {
 public:
     // Resets the slot for a newly accepted socket. The generation survives resets.
@@ -71,6 +81,7 @@ public:
     bool counted = false;           // holds one unit of the process-wide --max-conns budget
     bool wants_event_stream = false;  // sent Accept: text/event-stream (see http_request)
     std::uint8_t unconfirmed = 0;   // registering: channels Redis has not confirmed yet
+    std::uint8_t deferred = 0;      // deferred_op bits: operations waiting for a free SQE
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
     std::int64_t deadline_ms = 0;   // reading: request timeout; registering: how long to wait
                                     // for Redis; lingering: when to close

@@ -16,6 +16,7 @@ enum class op : std::uint8_t {
     wake,         // read on the shard's eventfd
     accept_cancel,  // cancel of the listener's accept at shutdown
     half_close,   // shutdown(SHUT_WR) after an answer, before lingering for the client's EOF
+    nop,          // an SQE handed back unused (its operation was deferred)
 };
 
 // Layout: op in bits 56..63, generation in 32..55 (wraps at 2^24), slot in 0..31.

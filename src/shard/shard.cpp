@@ -84,6 +84,7 @@ void shard::loop() noexcept {
         if (stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
 
         _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
+        retry_deferred();
         flush_control();
         if (!stopping) {
             drain_notices();
@@ -146,7 +147,8 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
     switch (t.kind) {
         case op::accept: on_accept(cqe); return;
         case op::wake: arm_wake(); return;
-        case op::accept_cancel: return;
+        case op::accept_cancel:
+        case op::nop: return;
         default: break;
     }
     if (t.slot >= _slots) log::panic(fmt::format("completion for slot {} beyond table", t.slot));
@@ -178,11 +180,62 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
     }
 }
 
+// ---- deferred submissions ------------------------------------------------------------
+
+// ring::sqe() is null only when the kernel refused a submission (-EAGAIN/-EBUSY under
+// memory pressure). The operation then waits for the next loop turn rather than ending
+// the process; the connection stays in its state meanwhile.
+io_uring_sqe* shard::sqe_or_defer(connection& c, std::uint32_t slot, deferred_op op) noexcept {
+    io_uring_sqe* sqe = _ring->sqe();
+    if (!sqe) defer(c, slot, op);
+    return sqe;
+}
+
+void shard::defer(connection& c, std::uint32_t slot, deferred_op op) noexcept {
+    _metrics.sqe_deferred.bump();
+    if (c.deferred == 0) {
+        try {
+            _deferred.push_back(slot);
+        } catch (const std::bad_alloc&) {
+            log::panic("out of memory deferring a submission");
+        }
+    }
+    c.deferred |= op;
+}
+
+void shard::retry_deferred() noexcept {
+    if (_wake_deferred) {
+        _wake_deferred = false;
+        arm_wake();
+    }
+    if (_deferred.empty()) return;
+    std::swap(_deferred, _deferred_now);  // retries may defer again, into _deferred
+    for (std::uint32_t slot : _deferred_now) {
+        connection& c = _conns[slot];
+        const std::uint8_t ops = std::exchange(c.deferred, 0);
+        if (ops & defer_cancel && c.state == conn_state::closing && c.ops_inflight > 0) issue_cancel(c, slot);
+        if (ops & defer_close) maybe_finish_close(c, slot);
+        if (ops & defer_recv && c.state != conn_state::free && c.state != conn_state::closing &&
+            !c.recv_armed)
+            arm_recv(c, slot);
+        if (ops & defer_send &&
+            (c.state == conn_state::streaming || c.state == conn_state::closing_after_send) &&
+            !c.send_inflight && c.has_pending())
+            start_send(c, slot);
+        if (ops & defer_half_close && c.state == conn_state::closing_after_send && !c.has_pending())
+            linger(c, slot);
+    }
+    _deferred_now.clear();
+}
+
 // ---- wake and timers ----------------------------------------------------------------
 
 void shard::arm_wake() noexcept {
     io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for wake");
+    if (!sqe) {
+        _wake_deferred = true;  // retry_deferred() arms it; meanwhile the tick still wakes us
+        return;
+    }
     io_uring_prep_read(sqe, _link.shard_eventfd, &_wake_buf, sizeof _wake_buf, 0);
     io_uring_sqe_set_data64(sqe, tag{op::wake, 0, 0}.pack());
 }

@@ -101,6 +101,12 @@ private:
     void linger(connection& c, std::uint32_t slot) noexcept;
     void maybe_finish_close(connection& c, std::uint32_t slot) noexcept;
 
+    // A free SQE, or nullptr after recording `op` for `c` to be retried next loop turn.
+    [[nodiscard]] io_uring_sqe* sqe_or_defer(connection& c, std::uint32_t slot, deferred_op op) noexcept;
+    void defer(connection& c, std::uint32_t slot, deferred_op op) noexcept;
+    void retry_deferred() noexcept;
+    void issue_cancel(connection& c, std::uint32_t slot) noexcept;
+
     // Timers: scan one slice of the connection table per tick.
     void on_tick() noexcept;
 
@@ -118,6 +124,9 @@ private:
     std::uint32_t _live = 0;            // slots not free (open or still closing)
     std::vector<std::uint32_t> _to_close;  // slow consumers found during a fan-out
     std::vector<std::uint32_t> _to_send;   // connections given frames during a fan-out
+    std::vector<std::uint32_t> _deferred;  // connections with deferred_op bits set
+    std::vector<std::uint32_t> _deferred_now;  // the list being retried (swapped in)
+    bool _wake_deferred = false;           // the eventfd read could not be armed
     channel_registry _channels;
     // Reports from_shard had no room for, one per channel: the latest report wins, so the
     // backlog is bounded by the channels this shard touched, and drains in FIFO order.

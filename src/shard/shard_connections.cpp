@@ -13,7 +13,7 @@ namespace jugglite {
 
 void shard::arm_accept() noexcept {
     io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for accept");
+    if (!sqe) return;  // not armed: the next tick tries again
     io_uring_prep_multishot_accept_direct(sqe, _listen_fd, nullptr, nullptr, 0);
     io_uring_sqe_set_data64(sqe, tag{op::accept, 0, 0}.pack());
     _accept_armed = true;
@@ -65,8 +65,8 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
 // ---- receive ------------------------------------------------------------------------
 
 void shard::arm_recv(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for recv");
+    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_recv);
+    if (!sqe) return;
     io_uring_prep_recv_multishot(sqe, static_cast<int>(slot), nullptr, 0, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
     sqe->buf_group = _bufs->group();
@@ -116,8 +116,8 @@ void shard::on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) 
 // client's kernel discard the answer. So: half-close, keep reading until the client's EOF,
 // and close then, or after a short linger.
 void shard::linger(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for half-close");
+    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_half_close);
+    if (!sqe) return;
     io_uring_prep_shutdown(sqe, static_cast<int>(slot), SHUT_WR);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, tag{op::half_close, c.gen, slot}.pack());
@@ -139,24 +139,26 @@ void shard::close_conn(connection& c, std::uint32_t slot, close_reason why) noex
         c.counted = false;
     }
     c.state = conn_state::closing;
-    if (c.ops_inflight > 0) {
-        // Cancel the recv (and a send blocked on a full socket); each ends with its own
-        // completion, and the slot is closed only after the last of them.
-        io_uring_sqe* sqe = _ring->sqe();
-        if (!sqe) log::panic("no SQE for cancel");
-        io_uring_prep_cancel_fd(sqe, static_cast<int>(slot),
-                                IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
-        io_uring_sqe_set_data64(sqe, tag{op::cancel, c.gen, slot}.pack());
-        ++c.ops_inflight;
-    }
+    if (c.ops_inflight > 0) issue_cancel(c, slot);
     maybe_finish_close(c, slot);
+}
+
+// Cancels the recv (and a send blocked on a full socket); each ends with its own
+// completion, and the slot is closed only after the last of them.
+void shard::issue_cancel(connection& c, std::uint32_t slot) noexcept {
+    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_cancel);
+    if (!sqe) return;
+    io_uring_prep_cancel_fd(sqe, static_cast<int>(slot),
+                            IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data64(sqe, tag{op::cancel, c.gen, slot}.pack());
+    ++c.ops_inflight;
 }
 
 void shard::maybe_finish_close(connection& c, std::uint32_t slot) noexcept {
     if (c.state != conn_state::closing || c.ops_inflight > 0) return;
+    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_close);
+    if (!sqe) return;
     _metrics.frames_dropped_closed.bump(c.drop_pending());
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for close");
     io_uring_prep_close_direct(sqe, slot);
     io_uring_sqe_set_data64(sqe, tag{op::close, c.gen, slot}.pack());
     _metrics.conns_closed.bump();

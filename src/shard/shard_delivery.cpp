@@ -64,9 +64,18 @@ void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexc
 }
 
 void shard::start_send(connection& c, std::uint32_t slot) noexcept {
-    send_plan plan = c.plan_send();
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) log::panic("no SQE for send");
+    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_send);
+    if (!sqe) return;
+    send_plan plan;
+    try {
+        plan = c.plan_send();
+    } catch (const std::bad_alloc&) {
+        // The iovec batch could not be allocated: hand the SQE back as a no-op and retry.
+        io_uring_prep_nop(sqe);
+        io_uring_sqe_set_data64(sqe, tag{op::nop, 0, 0}.pack());
+        defer(c, slot, defer_send);
+        return;
+    }
     if (plan.msg)
         io_uring_prep_sendmsg(sqe, static_cast<int>(slot), plan.msg, MSG_NOSIGNAL);
     else

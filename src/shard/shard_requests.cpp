@@ -150,7 +150,7 @@ std::string shard::metrics_text() const {
         "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
         "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
         "connections_refused_redis {}\nslow_consumers {}\nrequest_timeouts {}\n"
-        "channels_dropped_from_streams {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
+        "channels_dropped_from_streams {}\naccept_errors {}\nsubmissions_deferred {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
         "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
         "redis_messages_dropped_too_large {}\nredis_messages_dropped_no_memory {}\n"
         "redis_reconnects {}\nredis_link_timeouts {}\nredis_channels_refused {}\n"
@@ -160,6 +160,7 @@ std::string shard::metrics_text() const {
         total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
         total(&shard_metrics::refused_redis), total(&shard_metrics::slow_consumers),
         total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
+        total(&shard_metrics::accept_errors), total(&shard_metrics::sqe_deferred),
         total(&shard_metrics::frames_out), total(&shard_metrics::bytes_out),
         total(&shard_metrics::frames_dropped_closed), r.messages_in.get(),
         r.messages_dropped_full.get(), r.messages_dropped_too_large.get(),
