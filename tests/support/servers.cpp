@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <utility>
@@ -42,6 +43,13 @@ bool port_accepts(int port) {
     bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
     ::close(fd);
     return ok;
+}
+
+// The binary under test: the build's own, unless JUGGLITE_TEST_BINARY names another (to
+// run these tests against an older build and see which of them it fails).
+std::string jugglite_binary() {
+    const char* other = std::getenv("JUGGLITE_TEST_BINARY");
+    return other && *other ? other : JUGGLITE_BINARY;
 }
 
 std::string find_redis_server() {
@@ -136,7 +144,7 @@ jugglite_server::jugglite_server(std::vector<std::string> args, const std::strin
             if (a == flag || a.starts_with(std::string(flag) + "=")) return true;
         return false;
     };
-    std::vector<std::string> argv{JUGGLITE_BINARY};
+    std::vector<std::string> argv{jugglite_binary()};
     if (!has("--redis")) argv.insert(argv.end(), {"--redis", redis_url});
     if (!has("--shards")) argv.insert(argv.end(), {"--shards", "2"});
     if (!has("--port") && !has("--socket")) {
@@ -171,7 +179,7 @@ int jugglite_server::terminate(std::chrono::milliseconds timeout) {
 
 run_result run_jugglite(const std::vector<std::string>& args, const std::vector<std::string>& env) {
     std::string dir = temp_dir();
-    std::vector<std::string> argv{JUGGLITE_BINARY};
+    std::vector<std::string> argv{jugglite_binary()};
     argv.insert(argv.end(), args.begin(), args.end());
     auto p = child_process::spawn(argv, env, dir + "/out.log");
     auto st = p.stop(0, 10s);  // signal 0: just wait
