@@ -32,9 +32,11 @@ USER jugglite
 ENV JUGGLITE_ADDRESS=0.0.0.0 JUGGLITE_PORT=3000
 EXPOSE 3000
 STOPSIGNAL SIGTERM
-# /healthz is 200 only while the Redis subscription is up. bash's /dev/tcp avoids adding curl.
+# Liveness: /livez is 200 while jugglite's loops turn, whatever Redis does, so an orchestrator
+# that restarts unhealthy containers does not restart every node in a Redis blip. Route
+# traffic on readiness, /readyz. bash's /dev/tcp avoids adding curl.
 HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${JUGGLITE_PORT:-3000} && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${JUGGLITE_PORT:-3000} && printf 'GET /livez HTTP/1.0\\r\\n\\r\\n' >&3 && head -n1 <&3 | grep -q ' 200 '"]
 # jugglite is PID 1: it blocks SIGTERM/SIGINT and waits for them itself, so `docker stop`
 # gets a clean shutdown (streams closed, exit 0) rather than a SIGKILL after the timeout.
 ENTRYPOINT ["/usr/local/bin/jugglite"]
