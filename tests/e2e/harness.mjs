@@ -39,9 +39,10 @@ function canConnect(opts) {
 }
 
 export class Stack {
-  // { keepalive } seconds for jugglite.
-  constructor({ keepalive = 20 } = {}) {
+  // { keepalive } seconds for jugglite; { args } more jugglite flags.
+  constructor({ keepalive = 20, args = [] } = {}) {
     this.keepalive = keepalive;
+    this.args = args;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jugglite-e2e-'));
     fs.chmodSync(this.dir, 0o755);  // nginx workers (www-data) reach the socket and page
     this.socket = path.join(this.dir, 'jugglite.sock');
@@ -61,7 +62,7 @@ export class Stack {
     try { fs.unlinkSync(this.socket); } catch {}
     this.procs.jugglite = this.#spawn('jugglite', jugglite, ['--socket', this.socket,
       '--redis', `redis://127.0.0.1:${this.redisPort}`, '--keepalive', String(this.keepalive),
-      '--shards', '2']);
+      '--shards', '2', ...this.args]);
     await waitFor('jugglite socket', () => canConnect({ path: this.socket }));
   }
 
