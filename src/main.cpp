@@ -190,9 +190,10 @@ int serve(const config& cfg) {
         return 1;
     }
     log::info("{}", describe(cfg));
-    log::info("accepting on {} with {} shards (capacity {} connections)",
+    log::info("accepting on {} with {} shards x {} rings x {} slots (capacity {} connections)",
               cfg.socket_path.empty() ? fmt::format("{}:{}", cfg.address, cfg.port) : cfg.socket_path,
-              cfg.shards, (*shards)->capacity());
+              cfg.shards, (*shards)->rings_per_shard(), (*shards)->slots_per_ring(),
+              (*shards)->capacity());
 
     redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters);
     std::thread redis_thread([&sub] { sub.run(); });

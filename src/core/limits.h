@@ -53,17 +53,25 @@ inline constexpr std::size_t control_queue_capacity = 1 << 12;
 // thread and retried: a notice is never dropped.
 inline constexpr std::size_t notice_queue_capacity = 1 << 12;
 
-// Direct-descriptor slots held back beyond a shard's share of --max-conns so that
-// over-limit clients can still be accepted and answered 503 instead of being left hanging.
+// Direct-descriptor slots held back in each ring's table. A ring stops accepting when
+// only these are left (its siblings take over); once every ring is there, they take
+// over-limit clients so that those are answered, not left hanging in the backlog.
 inline constexpr std::uint32_t spare_slots = 64;
+
+// Single-shot accepts kept in flight per ring (fewer when it has fewer free slots): enough
+// to take a connect storm at the loop's pace, never more than the table can hold.
+inline constexpr std::uint32_t accepts_in_flight = 16;
 
 // Provided receive buffers per shard and their size. Only connections that are sending
 // us bytes hold one, and only until the shard copies the bytes out.
 inline constexpr std::uint32_t recv_buffer_count = 256;
 inline constexpr std::uint32_t recv_buffer_size = 4096;
 
-// Ring sizes. The CQ is larger than any batch of completions one loop iteration drains.
+// Ring sizes. The CQ is sized at twice a ring's table (a send and a receive completion
+// per connection in one drain), between these bounds; a larger burst waits in the
+// kernel's overflow list (no completion is dropped: IORING_FEAT_NODROP).
 inline constexpr unsigned ring_sq_entries = 4096;
+inline constexpr unsigned ring_cq_min = 4096;
 inline constexpr unsigned ring_cq_entries = 65536;
 
 // The shard loop wakes at least this often to drive its timer scan.

@@ -45,6 +45,12 @@ int ring::submit() noexcept { return io_uring_submit(&_ring); }
 
 int ring::submit_and_get_events() noexcept { return io_uring_submit_and_get_events(&_ring); }
 
+std::expected<void, std::string> ring::register_eventfd(int eventfd) {
+    int rc = io_uring_register_eventfd(&_ring, eventfd);
+    if (rc < 0) return std::unexpected(fmt::format("io_uring_register_eventfd: {}", std::strerror(-rc)));
+    return {};
+}
+
 std::expected<void, std::string> ring::register_sparse_files(unsigned slots) {
     int rc = io_uring_register_files_sparse(&_ring, slots);
     if (rc < 0)

@@ -50,6 +50,14 @@ public:
         return n;
     }
 
+    // Registers `eventfd` to be signalled when completions (or, with DEFER_TASKRUN, work
+    // that will produce them) arrive, so one thread can sleep on several rings.
+    [[nodiscard]] std::expected<void, std::string> register_eventfd(int eventfd);
+    // Turns that signalling on (before sleeping) or off (while the loop runs anyway).
+    void set_eventfd_enabled(bool on) noexcept { (void)io_uring_cq_eventfd_toggle(&_ring, on); }
+    // Completions ready to drain.
+    [[nodiscard]] unsigned cq_ready() const noexcept { return io_uring_cq_ready(&_ring); }
+
     // Registers a sparse direct-descriptor table of `slots` entries.
     [[nodiscard]] std::expected<void, std::string> register_sparse_files(unsigned slots);
 

@@ -1,9 +1,11 @@
 #include "shard/shard.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstring>
 
@@ -27,13 +29,14 @@ std::int64_t monotonic_ms() noexcept {
 }  // namespace
 
 shard::shard(unsigned id, shard_environment env, shard_link& link, shard_metrics& metrics,
-             int listen_fd, std::uint32_t slots)
+             int listen_fd, std::uint32_t rings, std::uint32_t slots)
     : _id(id),
       _env(env),
       _link(link),
       _metrics(metrics),
       _listen_fd(listen_fd),
-      _slots(slots),
+      _units(rings),
+      _conns(rings, slots),
       _rng(std::random_device{}() + id) {}
 
 void shard::run(std::promise<std::expected<void, std::string>>& ready) noexcept {
@@ -48,29 +51,37 @@ void shard::run(std::promise<std::expected<void, std::string>>& ready) noexcept 
     if (started) loop();
 }
 
+// Every ring signals the shard's eventfd when it has work, as the redis thread does: the
+// loop sleeps in one poll() however many rings it drives.
 std::expected<void, std::string> shard::setup() {
-    auto r = ring::create(limits::ring_sq_entries, limits::ring_cq_entries);
-    if (!r) return std::unexpected(r.error());
-    _ring.emplace(std::move(*r));
-    if (auto f = _ring->register_sparse_files(_slots); !f) return std::unexpected(f.error());
-    auto b = buf_ring::create(_ring->raw(), 0, limits::recv_buffer_count, limits::recv_buffer_size);
-    if (!b) return std::unexpected(b.error());
-    _bufs.emplace(std::move(*b));
-    _conns.resize(_slots);
+    // A fan-out to every slot of a ring, plus their receives, fits one drain.
+    const unsigned cq = std::clamp(std::bit_ceil(_conns.slots() * 2), limits::ring_cq_min,
+                                   limits::ring_cq_entries);
+    for (std::uint32_t u = 0; u < _units.size(); ++u) {
+        auto r = ring::create(limits::ring_sq_entries, cq);
+        if (!r) return std::unexpected(r.error());
+        ring_unit& unit = _units[u];
+        unit.io.emplace(std::move(*r));
+        if (auto f = unit.io->register_sparse_files(_conns.slots()); !f) return std::unexpected(f.error());
+        if (auto e = unit.io->register_eventfd(_link.shard_eventfd); !e) return std::unexpected(e.error());
+        auto b = buf_ring::create(unit.io->raw(), 0, limits::recv_buffer_count, limits::recv_buffer_size);
+        if (!b) return std::unexpected(b.error());
+        unit.bufs.emplace(std::move(*b));
+    }
     _keepalive = frame_ref::make(keepalive_comment);
     _now_ms = monotonic_ms();
     _next_tick_ms = _now_ms + limits::tick.count();
-    arm_wake();
-    arm_accept();
-    if (int rc = _ring->submit(); rc < 0)
-        return std::unexpected(fmt::format("io_uring_submit: {}", std::strerror(-rc)));
+    top_up_accepts();
+    for (std::uint32_t u = 0; u < _units.size(); ++u) {
+        if (int rc = _units[u].io->submit(); rc < 0)
+            return std::unexpected(fmt::format("io_uring_submit: {}", std::strerror(-rc)));
+    }
     return {};
 }
 
-// The loop: take messages, fan them out, run timers, then submit everything queued in
-// one io_uring_enter and wait for completions (or the next tick) only if no message is
-// waiting. The sleeping flag is raised before the final emptiness check, so a message
-// pushed after the check always comes with an eventfd write.
+// The loop: take notices and messages, fan them out, run timers, then submit everything
+// queued on every ring and collect their completions. It sleeps only when no ring has a
+// completion and no queue has an entry (see sleep()).
 void shard::loop() noexcept {
     bool stopping = false;
     std::int64_t drain_deadline = 0;
@@ -95,31 +106,50 @@ void shard::loop() noexcept {
             _next_tick_ms = _now_ms + limits::tick.count();
         }
 
-        int rc;
-        auto queued = [&] { return !stopping && (!_link.to_shard.empty() || !_link.notices.empty()); };
-        if (queued()) {
-            rc = _ring->submit_and_get_events();
-        } else {
-            _link.shard_wake.set_sleeping();
-            if (queued() ||
-                (!stopping && _env.stop->load(std::memory_order_acquire))) {
-                _link.shard_wake.clear();
-                rc = _ring->submit_and_get_events();
-            } else {
-                auto wait = std::max<std::int64_t>(1, _next_tick_ms - _now_ms);
-                rc = _ring->submit_and_wait(std::chrono::milliseconds(wait));
-                _link.shard_wake.clear();
-            }
+        unsigned completions = 0;
+        for (std::uint32_t u = 0; u < _units.size(); ++u) {
+            int rc = _units[u].io->submit_and_get_events();
+            if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+                log::error("shard {}: io_uring_enter: {}", _id, std::strerror(-rc));
+            completions += _units[u].io->drain([this, u](const io_uring_cqe& cqe) { handle(u, cqe); });
         }
-        if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
-            log::error("shard {}: io_uring_enter: {}", _id, std::strerror(-rc));
-        _ring->drain([this](const io_uring_cqe& cqe) { handle(cqe); });
+        if (completions == 0 && !work_queued(stopping)) sleep(stopping);
     }
     if (_live != 0) log::warn("shard {}: {} connections still closing at exit", _id, _live);
-    // Tear the ring down on its own thread (SINGLE_ISSUER): buffers first, then the ring,
-    // whose exit cancels anything still in flight.
-    _bufs.reset();
-    _ring.reset();
+    // Tear the rings down on their own thread (SINGLE_ISSUER): buffers first, then each
+    // ring, whose exit cancels anything still in flight.
+    for (auto& unit : _units) {
+        unit.bufs.reset();
+        unit.io.reset();
+    }
+}
+
+bool shard::work_queued(bool stopping) const noexcept {
+    return !stopping && (!_link.to_shard.empty() || !_link.notices.empty());
+}
+
+// Sleeps until a ring has work, the redis thread pushes, or the next tick. While the loop
+// runs, the rings don't signal the eventfd (that would cost a write per completion
+// batch); they are told to before the last look, so work that arrives after the look
+// always comes with a signal, like the redis thread's pushes after set_sleeping().
+void shard::sleep(bool stopping) noexcept {
+    _link.shard_wake.set_sleeping();
+    bool ready = false;
+    for (auto& unit : _units) {
+        unit.io->set_eventfd_enabled(true);
+        (void)unit.io->submit_and_get_events();  // runs work deferred while signals were off
+        ready |= unit.io->cq_ready() > 0;
+    }
+    if (!ready && !work_queued(stopping) && stopping == _env.stop->load(std::memory_order_acquire)) {
+        pollfd p{_link.shard_eventfd, POLLIN, 0};
+        auto wait = std::max<std::int64_t>(1, _next_tick_ms - _now_ms);
+        if (::poll(&p, 1, static_cast<int>(wait)) > 0) {
+            std::uint64_t n;
+            [[maybe_unused]] auto r = ::read(_link.shard_eventfd, &n, sizeof n);
+        }
+    }
+    for (auto& unit : _units) unit.io->set_eventfd_enabled(false);
+    _link.shard_wake.clear();
 }
 
 // Stops taking connections and closes every one. The listener stops listening first,
@@ -129,30 +159,33 @@ void shard::loop() noexcept {
 void shard::begin_stop() noexcept {
     _stopping = true;
     ::shutdown(_listen_fd, SHUT_RDWR);
-    if (_accept_armed) {
-        io_uring_sqe* sqe = _ring->sqe();
-        if (sqe) {
-            io_uring_prep_cancel64(sqe, tag{op::accept, 0, 0}.pack(), 0);
-            io_uring_sqe_set_data64(sqe, tag{op::accept_cancel, 0, 0}.pack());
+    for (std::uint32_t u = 0; u < _units.size(); ++u) {
+        if (_units[u].accepts > 0) {
+            if (io_uring_sqe* sqe = _units[u].io->sqe()) {
+                io_uring_prep_cancel64(sqe, tag{op::accept, 0, u}.pack(), IORING_ASYNC_CANCEL_ALL);
+                io_uring_sqe_set_data64(sqe, tag{op::accept_cancel, 0, u}.pack());
+            }
         }
-    }
-    for (std::uint32_t slot = 0; slot < _high_water; ++slot) {
-        connection& c = _conns[slot];
-        if (c.state != conn_state::free) close_conn(c, slot, close_reason::server_stopping);
+        for (std::uint32_t slot = 0; slot < _units[u].high_water; ++slot) {
+            std::uint32_t id = conn_id::make(u, slot);
+            if (!_conns.has(id)) continue;
+            connection& c = _conns[id];
+            if (c.state != conn_state::free) close_conn(c, id, close_reason::server_stopping);
+        }
     }
 }
 
-void shard::handle(const io_uring_cqe& cqe) noexcept {
+void shard::handle(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
     tag t = tag::unpack(cqe.user_data);
     switch (t.kind) {
-        case op::accept: on_accept(cqe); return;
-        case op::wake: arm_wake(); return;
+        case op::accept: on_accept(u, cqe); return;
         case op::accept_cancel:
         case op::nop: return;
         default: break;
     }
-    if (t.slot >= _slots) log::panic(fmt::format("completion for slot {} beyond table", t.slot));
-    connection& c = _conns[t.slot];
+    if (conn_id::ring(t.id) != u || !_conns.has(t.id))
+        log::panic(fmt::format("completion for connection {:#x} beyond ring {}'s table", t.id, u));
+    connection& c = _conns[t.id];
     if (t.kind == op::close) {
         if (cqe.res < 0) log::warn("shard {}: close_direct: {}", _id, std::strerror(-cqe.res));
         return;
@@ -161,20 +194,20 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
         // A completion for an earlier connection in this slot. Can't happen while slots are
         // freed only after their last completion, but never act on one, and never leak a buffer.
         if (cqe.flags & IORING_CQE_F_BUFFER)
-            _bufs->recycle(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
+            bufs_of(t.id).recycle(static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT));
         return;
     }
     switch (t.kind) {
-        case op::recv: on_recv(c, t.slot, cqe); break;
-        case op::send: on_send(c, t.slot, cqe.res); break;
+        case op::recv: on_recv(c, t.id, cqe); break;
+        case op::send: on_send(c, t.id, cqe.res); break;
         case op::cancel:
             --c.ops_inflight;
-            maybe_finish_close(c, t.slot);
+            maybe_finish_close(c, t.id);
             break;
         case op::half_close:
             --c.ops_inflight;
-            if (c.state == conn_state::closing) maybe_finish_close(c, t.slot);
-            else if (cqe.res < 0) close_conn(c, t.slot, close_reason::client_gone);
+            if (c.state == conn_state::closing) maybe_finish_close(c, t.id);
+            else if (cqe.res < 0) close_conn(c, t.id, close_reason::client_gone);
             break;
         default: log::panic(fmt::format("unknown completion tag {:#x}", cqe.user_data));
     }
@@ -185,17 +218,17 @@ void shard::handle(const io_uring_cqe& cqe) noexcept {
 // ring::sqe() is null only when the kernel refused a submission (-EAGAIN/-EBUSY under
 // memory pressure). The operation then waits for the next loop turn rather than ending
 // the process; the connection stays in its state meanwhile.
-io_uring_sqe* shard::sqe_or_defer(connection& c, std::uint32_t slot, deferred_op op) noexcept {
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) defer(c, slot, op);
+io_uring_sqe* shard::sqe_or_defer(connection& c, std::uint32_t id, deferred_op op) noexcept {
+    io_uring_sqe* sqe = ring_of(id).sqe();
+    if (!sqe) defer(c, id, op);
     return sqe;
 }
 
-void shard::defer(connection& c, std::uint32_t slot, deferred_op op) noexcept {
+void shard::defer(connection& c, std::uint32_t id, deferred_op op) noexcept {
     _metrics.sqe_deferred.bump();
     if (c.deferred == 0) {
         try {
-            _deferred.push_back(slot);
+            _deferred.push_back(id);
         } catch (const std::bad_alloc&) {
             log::panic("out of memory deferring a submission");
         }
@@ -204,84 +237,77 @@ void shard::defer(connection& c, std::uint32_t slot, deferred_op op) noexcept {
 }
 
 void shard::retry_deferred() noexcept {
-    if (_wake_deferred) {
-        _wake_deferred = false;
-        arm_wake();
-    }
     if (_deferred.empty()) return;
     std::swap(_deferred, _deferred_now);  // retries may defer again, into _deferred
-    for (std::uint32_t slot : _deferred_now) {
-        connection& c = _conns[slot];
+    for (std::uint32_t id : _deferred_now) {
+        connection& c = _conns[id];
         const std::uint8_t ops = std::exchange(c.deferred, 0);
-        if (ops & defer_cancel && c.state == conn_state::closing && c.ops_inflight > 0) issue_cancel(c, slot);
-        if (ops & defer_close) maybe_finish_close(c, slot);
+        if (ops & defer_cancel && c.state == conn_state::closing && c.ops_inflight > 0) issue_cancel(c, id);
+        if (ops & defer_close) maybe_finish_close(c, id);
         if (ops & defer_recv && c.state != conn_state::free && c.state != conn_state::closing &&
             !c.recv_armed)
-            arm_recv(c, slot);
+            arm_recv(c, id);
         if (ops & defer_send &&
             (c.state == conn_state::streaming || c.state == conn_state::closing_after_send) &&
             !c.send_inflight && c.has_pending())
-            start_send(c, slot);
+            start_send(c, id);
         if (ops & defer_half_close && c.state == conn_state::closing_after_send && !c.has_pending())
-            linger(c, slot);
+            linger(c, id);
     }
     _deferred_now.clear();
 }
 
-// ---- wake and timers ----------------------------------------------------------------
-
-void shard::arm_wake() noexcept {
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) {
-        _wake_deferred = true;  // retry_deferred() arms it; meanwhile the tick still wakes us
-        return;
-    }
-    io_uring_prep_read(sqe, _link.shard_eventfd, &_wake_buf, sizeof _wake_buf, 0);
-    io_uring_sqe_set_data64(sqe, tag{op::wake, 0, 0}.pack());
-}
+// ---- timers ----------------------------------------------------------------
 
 // One slice of the table per tick: every connection is checked once per
 // limits::timer_slices ticks (1 s), so keepalives and timeouts spread over time instead
 // of firing together, at a cost proportional to the table, never per timer.
 void shard::on_tick() noexcept {
-    if (!_accept_armed && !_env.stop->load(std::memory_order_relaxed)) arm_accept();
-    std::uint32_t per = (_high_water + limits::timer_slices - 1) / limits::timer_slices;
-    std::uint32_t lo = per * _slice;
-    std::uint32_t hi = std::min(_high_water, lo + per);
+    top_up_accepts();
+    for (std::uint32_t u = 0; u < _units.size(); ++u) tick_slice(u);
     _slice = (_slice + 1) % limits::timer_slices;
+    close_slow_consumers();
+    start_queued_sends();
+}
+
+void shard::tick_slice(std::uint32_t u) noexcept {
+    const std::uint32_t high = _units[u].high_water;
+    std::uint32_t per = (high + limits::timer_slices - 1) / limits::timer_slices;
+    std::uint32_t lo = per * _slice;
+    std::uint32_t hi = std::min(high, lo + per);
     const std::int64_t keepalive_ms = std::chrono::milliseconds(_env.cfg->keepalive).count();
     const std::int64_t stall_ms = limits::send_stall_timeout.count();
     for (std::uint32_t slot = lo; slot < hi; ++slot) {
-        connection& c = _conns[slot];
+        const std::uint32_t id = conn_id::make(u, slot);
+        if (!_conns.has(id)) continue;
+        connection& c = _conns[id];
         switch (c.state) {
             case conn_state::reading:
-                if (_now_ms >= c.deadline_ms) answer_and_close(c, slot, 408, "request timeout");
+                if (_now_ms >= c.deadline_ms) answer_and_close(c, id, 408, "request timeout");
                 break;
             case conn_state::registering:
                 // Redis did not confirm the channels in time (link down, or slow).
                 if (_now_ms >= c.deadline_ms) {
                     leave_channels(c);
-                    refuse(c, slot, refusal::redis);
+                    refuse(c, id, refusal::redis);
                 }
                 break;
             case conn_state::lingering:
-                if (_now_ms >= c.deadline_ms) close_conn(c, slot, close_reason::done);
+                if (_now_ms >= c.deadline_ms) close_conn(c, id, close_reason::done);
                 break;
             case conn_state::streaming:
             case conn_state::closing_after_send:
                 if (c.send_inflight && _now_ms - c.send_started_ms >= stall_ms) {
-                    close_conn(c, slot, close_reason::slow_consumer);
+                    close_conn(c, id, close_reason::slow_consumer);
                 } else if (c.state == conn_state::streaming && !c.send_inflight &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {
-                    deliver(c, slot, _keepalive);
+                    deliver(c, id, _keepalive);
                     c.last_write_ms = _now_ms;
                 }
                 break;
             default: break;
         }
     }
-    close_slow_consumers();
-    start_queued_sends();
 }
 
 }  // namespace jugglite

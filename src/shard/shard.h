@@ -1,4 +1,6 @@
-// One shard: a thread with its own io_uring, listener, connections and channel table.
+// One shard: a thread with its own listener, connections and channel table, and one or
+// more io_urings. A ring's direct-descriptor table is capped by RLIMIT_NOFILE, so where
+// that limit is low one thread drives several rings rather than more threads than cores.
 // Nothing in a shard is touched by another thread except through its shard_link.
 #pragma once
 
@@ -19,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "net/buf_ring.h"
+#include "net/conn_table.h"
 #include "net/connection.h"
 #include "net/ring.h"
 #include "net/user_data.h"
@@ -38,48 +41,65 @@ struct shard_environment {
 
 class shard {
 public:
-    // `listen_fd` stays owned by the caller and outlives the shard. `slots` is the size of
-    // the shard's direct-descriptor table.
+    // `listen_fd` stays owned by the caller and outlives the shard; every ring accepts on
+    // it. `rings` rings each get a direct-descriptor table of `slots` entries
+    // (slots <= conn_id::max_slots, rings <= conn_id::max_rings).
     shard(unsigned id, shard_environment env, shard_link& link, shard_metrics& metrics,
-          int listen_fd, std::uint32_t slots);
+          int listen_fd, std::uint32_t rings, std::uint32_t slots);
 
-    // Creates the ring (on this thread, as SINGLE_ISSUER requires), reports the outcome
+    // Creates the rings (on this thread, as SINGLE_ISSUER requires), reports the outcome
     // through `ready`, then runs the loop until env.stop is set and connections are closed.
     void run(std::promise<std::expected<void, std::string>>& ready) noexcept;
 
 private:
     [[nodiscard]] std::expected<void, std::string> setup();
     void loop() noexcept;
+    [[nodiscard]] bool work_queued(bool stopping) const noexcept;
+    void sleep(bool stopping) noexcept;
     void begin_stop() noexcept;
 
+    // One ring and what is kept per ring.
+    struct ring_unit {
+        std::optional<ring> io;
+        std::optional<buf_ring> bufs;
+        std::uint32_t live = 0;        // slots not free (open or still closing)
+        std::uint32_t high_water = 0;  // slots [0, high_water) have been used
+        std::uint32_t accepts = 0;     // accepts in flight on the listener
+    };
+    [[nodiscard]] ring& ring_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].io; }
+    [[nodiscard]] buf_ring& bufs_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].bufs; }
+    // The direct descriptor of connection `id` in its ring.
+    [[nodiscard]] static int fd_of(std::uint32_t id) noexcept { return static_cast<int>(conn_id::slot(id)); }
+
     // Completion handlers.
-    void handle(const io_uring_cqe& cqe) noexcept;
-    void on_accept(const io_uring_cqe& cqe) noexcept;
-    void on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) noexcept;
-    void on_send(connection& c, std::uint32_t slot, int res) noexcept;
+    void handle(std::uint32_t u, const io_uring_cqe& cqe) noexcept;
+    void on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept;
+    void adopt(std::uint32_t u, std::uint32_t slot) noexcept;
+    void on_recv(connection& c, std::uint32_t id, const io_uring_cqe& cqe) noexcept;
+    void on_send(connection& c, std::uint32_t id, int res) noexcept;
 
     // Request side (shard_requests.cpp).
-    void on_request_bytes(connection& c, std::uint32_t slot) noexcept;
-    void dispatch(connection& c, std::uint32_t slot, std::string_view request);
-    void start_stream(connection& c, std::uint32_t slot, std::vector<std::string> channels,
+    void on_request_bytes(connection& c, std::uint32_t id) noexcept;
+    void dispatch(connection& c, std::uint32_t id, std::string_view request);
+    void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
-    void answer_and_close(connection& c, std::uint32_t slot, int status,
+    void answer_and_close(connection& c, std::uint32_t id, int status,
                           std::string_view body) noexcept;
     // A refusal the client should retry (capacity, Redis not ready): 200 + `retry:` for an
     // EventSource, 503 + Retry-After for anyone else. Counted by `why`.
     enum class refusal : std::uint8_t { capacity, channels, redis };
-    void refuse(connection& c, std::uint32_t slot, refusal why) noexcept;
+    void refuse(connection& c, std::uint32_t id, refusal why) noexcept;
     [[nodiscard]] std::string metrics_text() const;
     [[nodiscard]] bool live() const noexcept;
 
     // Channel membership and Redis' answers about channels (shard_channels.cpp).
-    void join_channels(connection& c, std::uint32_t slot, std::vector<std::string>& channels);
-    void begin_streaming(connection& c, std::uint32_t slot) noexcept;
+    void join_channels(connection& c, std::uint32_t id, std::vector<std::string>& channels);
+    void begin_streaming(connection& c, std::uint32_t id) noexcept;
     void drain_notices() noexcept;
     void on_channel_ready(std::string_view name) noexcept;
     void on_channel_refused(const channel_notice& n) noexcept;
     void on_link_down() noexcept;
-    void drop_channel(connection& c, std::uint32_t slot, std::uint16_t k) noexcept;
+    void drop_channel(connection& c, std::uint32_t id, std::uint16_t k) noexcept;
     void leave_channels(connection& c) noexcept;
     void send_control(control_message::kind_t kind, const std::string& channel) noexcept;
     void flush_control() noexcept;
@@ -87,46 +107,43 @@ private:
 
     // Data path.
     void drain_messages() noexcept;
-    void deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept;
-    void start_send(connection& c, std::uint32_t slot) noexcept;
+    void deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcept;
+    void start_send(connection& c, std::uint32_t id) noexcept;
     void close_slow_consumers() noexcept;
     void start_queued_sends() noexcept;
 
     // Lifecycle.
-    void arm_accept() noexcept;
-    void arm_recv(connection& c, std::uint32_t slot) noexcept;
-    void arm_wake() noexcept;
+    void arm_accept(std::uint32_t u) noexcept;
+    void top_up_accepts() noexcept;
+    void arm_recv(connection& c, std::uint32_t id) noexcept;
     enum class close_reason { client_gone, slow_consumer, done, server_stopping };
-    void close_conn(connection& c, std::uint32_t slot, close_reason why) noexcept;
-    void linger(connection& c, std::uint32_t slot) noexcept;
-    void maybe_finish_close(connection& c, std::uint32_t slot) noexcept;
+    void close_conn(connection& c, std::uint32_t id, close_reason why) noexcept;
+    void linger(connection& c, std::uint32_t id) noexcept;
+    void maybe_finish_close(connection& c, std::uint32_t id) noexcept;
 
     // A free SQE, or nullptr after recording `op` for `c` to be retried next loop turn.
-    [[nodiscard]] io_uring_sqe* sqe_or_defer(connection& c, std::uint32_t slot, deferred_op op) noexcept;
-    void defer(connection& c, std::uint32_t slot, deferred_op op) noexcept;
+    [[nodiscard]] io_uring_sqe* sqe_or_defer(connection& c, std::uint32_t id, deferred_op op) noexcept;
+    void defer(connection& c, std::uint32_t id, deferred_op op) noexcept;
     void retry_deferred() noexcept;
-    void issue_cancel(connection& c, std::uint32_t slot) noexcept;
+    void issue_cancel(connection& c, std::uint32_t id) noexcept;
 
-    // Timers: scan one slice of the connection table per tick.
+    // Timers: scan one slice of each ring's connections per tick.
     void on_tick() noexcept;
+    void tick_slice(std::uint32_t u) noexcept;
 
     unsigned _id;
     shard_environment _env;
     shard_link& _link;
     shard_metrics& _metrics;
     int _listen_fd;
-    std::uint32_t _slots;
 
-    std::optional<ring> _ring;
-    std::optional<buf_ring> _bufs;
-    std::vector<connection> _conns;     // indexed by direct-descriptor slot
-    std::uint32_t _high_water = 0;      // slots [0, _high_water) have been used
-    std::uint32_t _live = 0;            // slots not free (open or still closing)
+    std::vector<ring_unit> _units;
+    conn_table _conns;                  // indexed by conn_id
+    std::uint32_t _live = 0;            // slots not free, over all rings
     std::vector<std::uint32_t> _to_close;  // slow consumers found during a fan-out
     std::vector<std::uint32_t> _to_send;   // connections given frames during a fan-out
     std::vector<std::uint32_t> _deferred;  // connections with deferred_op bits set
     std::vector<std::uint32_t> _deferred_now;  // the list being retried (swapped in)
-    bool _wake_deferred = false;           // the eventfd read could not be armed
     channel_registry _channels;
     // Reports from_shard had no room for, one per channel: the latest report wins, so the
     // backlog is bounded by the channels this shard touched, and drains in FIFO order.
@@ -135,9 +152,8 @@ private:
     bool _stopping = false;  // set once at shutdown: channel teardown is skipped
     std::minstd_rand _rng;   // jitter for retry answers
     frame_ref _keepalive;
-    std::uint64_t _wake_buf = 0;
-    bool _accept_armed = false;
     std::int64_t _last_accept_log_ms = 0;
+    std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;
     std::int64_t _next_tick_ms = 0;
     unsigned _slice = 0;

@@ -13,10 +13,10 @@ namespace jugglite {
 
 // Joins `c` to `channels` and counts those not yet confirmed. May throw std::bad_alloc;
 // what was joined stays recorded in c.channels, so closing the connection undoes it.
-void shard::join_channels(connection& c, std::uint32_t slot, std::vector<std::string>& channels) {
+void shard::join_channels(connection& c, std::uint32_t id, std::vector<std::string>& channels) {
     c.channels.reserve(channels.size());  // so that push_back below cannot throw
     for (std::size_t k = 0; k < channels.size(); ++k) {
-        auto added = _channels.add(channels[k], {slot, static_cast<std::uint16_t>(k)});
+        auto added = _channels.add(channels[k], {id, static_cast<std::uint16_t>(k)});
         c.channels.push_back({added.entry, added.pos});
         if (added.first) send_control(control_message::subscribe, channels[k]);
         if (!added.entry->ready) ++c.unconfirmed;
@@ -24,7 +24,7 @@ void shard::join_channels(connection& c, std::uint32_t slot, std::vector<std::st
 }
 
 // Every channel is confirmed: write the response head and the registration comment.
-void shard::begin_streaming(connection& c, std::uint32_t slot) noexcept {
+void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
     try {
         stream_route route{{}, false};
         route.channels.reserve(c.channels.size());
@@ -36,10 +36,10 @@ void shard::begin_streaming(connection& c, std::uint32_t slot) noexcept {
         c.last_write_ms = _now_ms;
         (void)c.enqueue(std::move(head), SIZE_MAX);
     } catch (const std::bad_alloc&) {
-        close_conn(c, slot, close_reason::client_gone);
+        close_conn(c, id, close_reason::client_gone);
         return;
     }
-    if (!c.send_inflight) start_send(c, slot);
+    if (!c.send_inflight) start_send(c, id);
 }
 
 void shard::drain_notices() noexcept {
@@ -117,8 +117,8 @@ void shard::on_link_down() noexcept {
 
 // Removes membership `k` of `c`, keeping the order of the others (the registration
 // comment lists them in the order asked), and re-points the registry at the moved ones.
-void shard::drop_channel(connection& c, std::uint32_t slot, std::uint16_t k) noexcept {
-    (void)slot;
+void shard::drop_channel(connection& c, std::uint32_t id, std::uint16_t k) noexcept {
+    (void)id;
     membership m = c.channels[k];
     std::string name;
     const bool last = m.entry->subscribers.size() == 1;

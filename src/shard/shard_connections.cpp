@@ -11,25 +11,60 @@ namespace jugglite {
 
 // ---- accept -------------------------------------------------------------------------
 
-void shard::arm_accept() noexcept {
-    io_uring_sqe* sqe = _ring->sqe();
-    if (!sqe) return;  // not armed: the next tick tries again
-    io_uring_prep_multishot_accept_direct(sqe, _listen_fd, nullptr, nullptr, 0);
-    io_uring_sqe_set_data64(sqe, tag{op::accept, 0, 0}.pack());
-    _accept_armed = true;
+// Every ring of the shard accepts on the shard's one listener, with a few single-shot
+// accepts in flight: never more than the slots it has free, so a burst can't overfill a
+// table (a multishot accept takes every queued connection at once, and one that finds the
+// table full is dropped by the kernel with -ENFILE). Accepts on one socket wake one
+// waiter each, so the rings with room share the work; a ring that is full stops and its
+// siblings take the rest. When every ring is full, one keeps accepting into its spare
+// slots so that over-limit clients are answered (see refuse()) rather than left waiting
+// in the backlog.
+void shard::arm_accept(std::uint32_t u) noexcept {
+    io_uring_sqe* sqe = _units[u].io->sqe();
+    if (!sqe) return;  // the next top-up tries again
+    // liburing 2.3's io_uring_prep_accept_direct mangles IORING_FILE_INDEX_ALLOC, so the
+    // direct-descriptor target is set by hand.
+    io_uring_prep_accept(sqe, _listen_fd, nullptr, nullptr, 0);
+    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+    io_uring_sqe_set_data64(sqe, tag{op::accept, 0, u}.pack());
+    ++_units[u].accepts;
 }
 
-void shard::on_accept(const io_uring_cqe& cqe) noexcept {
-    bool stopping = _env.stop->load(std::memory_order_relaxed);
-    if (!(cqe.flags & IORING_CQE_F_MORE)) {
-        // The multishot accept ended. After a success it is re-armed at once. After an error
-        // (-ENFILE: the table is full; -EMFILE, -ENOMEM...: the system is short) it is
-        // re-armed from the next tick, so that a persistent error can't spin the loop.
-        _accept_armed = false;
-        if (!stopping && cqe.res >= 0) arm_accept();
+void shard::top_up_accepts() noexcept {
+    if (_stopping || _now_ms < _accept_retry_ms) return;
+    const std::uint32_t slots = _conns.slots();
+    const std::uint32_t usable = slots - limits::spare_slots;
+    auto free_for = [&](const ring_unit& unit, std::uint32_t limit) {
+        std::uint32_t taken = unit.live + unit.accepts;
+        return taken < limit ? limit - taken : 0u;
+    };
+    bool room = false;
+    for (std::uint32_t u = 0; u < _units.size(); ++u) {
+        ring_unit& unit = _units[u];
+        std::uint32_t want = std::min(free_for(unit, usable), limits::accepts_in_flight);
+        room |= want > 0 || unit.live + unit.accepts < usable;
+        while (unit.accepts < want) {
+            std::uint32_t before = unit.accepts;
+            arm_accept(u);
+            if (unit.accepts == before) return;  // no SQE now
+        }
     }
+    if (room) return;
+    // Every ring is at its share: keep one accept in the spare slots of the emptiest ring.
+    std::uint32_t best = 0;
+    for (std::uint32_t u = 1; u < _units.size(); ++u)
+        if (_units[u].live + _units[u].accepts < _units[best].live + _units[best].accepts) best = u;
+    if (_units[best].accepts == 0 && free_for(_units[best], slots - limits::spare_slots / 4) > 0)
+        arm_accept(best);
+}
+
+void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
+    --_units[u].accepts;
     if (cqe.res < 0) {
-        if (cqe.res == -ECANCELED || cqe.res == -ENFILE) return;
+        if (cqe.res == -ECANCELED) return;
+        // -EMFILE, -ENOMEM, -ENFILE...: the system is short. Accepts resume from the next
+        // tick, so that a persistent error can't spin the loop or flood the log.
+        _accept_retry_ms = _now_ms + limits::tick.count();
         _metrics.accept_errors.bump();
         if (_now_ms - _last_accept_log_ms >= 1000) {  // at most one line a second
             _last_accept_log_ms = _now_ms;
@@ -38,23 +73,45 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
         }
         return;
     }
-    auto slot = static_cast<std::uint32_t>(cqe.res);
-    if (slot >= _slots) log::panic(fmt::format("accept returned slot {} beyond table", slot));
-    connection& c = _conns[slot];
+    const std::uint32_t slot = static_cast<std::uint32_t>(cqe.res);
+    if (slot >= _conns.slots()) log::panic(fmt::format("accept returned slot {} beyond table", slot));
+    adopt(u, slot);
+    top_up_accepts();
+}
+
+// Takes the socket in slot `slot` of ring `u` as a new connection: admission, then
+// reading its request.
+void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
+    const bool stopping = _env.stop->load(std::memory_order_relaxed);
+    ring_unit& unit = _units[u];
+    const std::uint32_t id = conn_id::make(u, slot);
+    connection* cp;
+    try {
+        cp = &_conns.open_slot(id);
+    } catch (const std::bad_alloc&) {
+        // No memory for its chunk: close the socket at once; the client retries.
+        if (io_uring_sqe* sqe = unit.io->sqe()) {
+            io_uring_prep_close_direct(sqe, slot);
+            io_uring_sqe_set_data64(sqe, tag{op::nop, 0, 0}.pack());
+        }
+        return;
+    }
+    connection& c = *cp;
     if (c.state != conn_state::free) log::panic(fmt::format("accept into busy slot {}", slot));
     c.open(_now_ms);
     ++_live;
-    _high_water = std::max(_high_water, slot + 1);
-    arm_recv(c, slot);
+    ++unit.live;
+    unit.high_water = std::max(unit.high_water, slot + 1);
+    arm_recv(c, id);
     if (stopping) {
-        close_conn(c, slot, close_reason::server_stopping);
+        close_conn(c, id, close_reason::server_stopping);
         return;
     }
-    // Two budgets: the process-wide --max-conns, and this shard's table minus the spare
-    // slots. A client over either is not counted; it is still read, so that its answer
-    // can depend on what it asked for (an EventSource gets a retry it will follow, see
-    // refuse()), and /readyz, /livez and /metrics are still answered at capacity.
-    if (_live > _slots - limits::spare_slots) return;
+    // Two budgets: the process-wide --max-conns, and this ring's share (its table minus
+    // the spare slots). A client over either is not counted; it is still read, so that
+    // its answer can depend on what it asked for (an EventSource gets a retry it will
+    // follow, see refuse()), and /readyz, /livez and /metrics are still answered at capacity.
+    if (unit.live > _conns.slots() - limits::spare_slots) return;
     if (_env.open_conns->fetch_add(1, std::memory_order_relaxed) >= _env.cfg->max_conns) {
         _env.open_conns->fetch_sub(1, std::memory_order_relaxed);
         return;
@@ -64,72 +121,72 @@ void shard::on_accept(const io_uring_cqe& cqe) noexcept {
 
 // ---- receive ------------------------------------------------------------------------
 
-void shard::arm_recv(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_recv);
+void shard::arm_recv(connection& c, std::uint32_t id) noexcept {
+    io_uring_sqe* sqe = sqe_or_defer(c, id, defer_recv);
     if (!sqe) return;
-    io_uring_prep_recv_multishot(sqe, static_cast<int>(slot), nullptr, 0, 0);
+    io_uring_prep_recv_multishot(sqe, fd_of(id), nullptr, 0, 0);
     sqe->flags |= IOSQE_FIXED_FILE | IOSQE_BUFFER_SELECT;
-    sqe->buf_group = _bufs->group();
-    io_uring_sqe_set_data64(sqe, tag{op::recv, c.gen, slot}.pack());
+    sqe->buf_group = bufs_of(id).group();
+    io_uring_sqe_set_data64(sqe, tag{op::recv, c.gen, id}.pack());
     c.recv_armed = true;
     ++c.ops_inflight;
 }
 
-void shard::on_recv(connection& c, std::uint32_t slot, const io_uring_cqe& cqe) noexcept {
+void shard::on_recv(connection& c, std::uint32_t id, const io_uring_cqe& cqe) noexcept {
     bool more = cqe.flags & IORING_CQE_F_MORE;
     if (!more) {
         c.recv_armed = false;
         --c.ops_inflight;
     }
     if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
-        auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+        auto buf = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
         if (c.state == conn_state::reading && c.request.size() <= limits::max_request_bytes) {
-            c.request.append(_bufs->data(id, static_cast<std::uint32_t>(cqe.res)));
+            c.request.append(bufs_of(id).data(buf, static_cast<std::uint32_t>(cqe.res)));
         }
         // Bytes after the request head are ignored: an SSE client has nothing to say.
-        _bufs->recycle(id);
+        bufs_of(id).recycle(buf);
     }
     if (c.state == conn_state::closing) {
-        maybe_finish_close(c, slot);
+        maybe_finish_close(c, id);
         return;
     }
     if (cqe.res == 0) {
         // Orderly EOF. A client that half-closes after its request still gets the answer
         // queued for it; a stream whose client hung up is closed at once.
         if (c.state != conn_state::closing_after_send)
-            close_conn(c, slot, c.state == conn_state::lingering ? close_reason::done
+            close_conn(c, id, c.state == conn_state::lingering ? close_reason::done
                                                                  : close_reason::client_gone);
         return;
     }
     if (cqe.res < 0 && cqe.res != -ENOBUFS) {  // RST or another socket error
-        close_conn(c, slot, close_reason::client_gone);
+        close_conn(c, id, close_reason::client_gone);
         return;
     }
     // -ENOBUFS: every provided buffer is in use; the multishot recv ended and is re-armed
     // below. Buffers are recycled as soon as their bytes are copied, so this is transient.
-    if (!c.recv_armed) arm_recv(c, slot);
-    if (cqe.res > 0 && c.state == conn_state::reading) on_request_bytes(c, slot);
+    if (!c.recv_armed) arm_recv(c, id);
+    if (cqe.res > 0 && c.state == conn_state::reading) on_request_bytes(c, id);
 }
 
 // The answer is fully written. Closing now would RST the connection if request bytes are
 // still unread (a 503 is written before the request even arrives), and an RST makes the
 // client's kernel discard the answer. So: half-close, keep reading until the client's EOF,
 // and close then, or after a short linger.
-void shard::linger(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_half_close);
+void shard::linger(connection& c, std::uint32_t id) noexcept {
+    io_uring_sqe* sqe = sqe_or_defer(c, id, defer_half_close);
     if (!sqe) return;
-    io_uring_prep_shutdown(sqe, static_cast<int>(slot), SHUT_WR);
+    io_uring_prep_shutdown(sqe, fd_of(id), SHUT_WR);
     sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, tag{op::half_close, c.gen, slot}.pack());
+    io_uring_sqe_set_data64(sqe, tag{op::half_close, c.gen, id}.pack());
     ++c.ops_inflight;
     c.state = conn_state::lingering;
     c.deadline_ms = _now_ms + limits::linger.count();
-    if (!c.recv_armed) arm_recv(c, slot);
+    if (!c.recv_armed) arm_recv(c, id);
 }
 
 // ---- close --------------------------------------------------------------------------
 
-void shard::close_conn(connection& c, std::uint32_t slot, close_reason why) noexcept {
+void shard::close_conn(connection& c, std::uint32_t id, close_reason why) noexcept {
     if (c.state == conn_state::closing || c.state == conn_state::free) return;
     if (why == close_reason::slow_consumer) _metrics.slow_consumers.bump();
     if (c.state == conn_state::streaming) _metrics.conns_open.set(_metrics.conns_open.get() - 1);
@@ -139,31 +196,32 @@ void shard::close_conn(connection& c, std::uint32_t slot, close_reason why) noex
         c.counted = false;
     }
     c.state = conn_state::closing;
-    if (c.ops_inflight > 0) issue_cancel(c, slot);
-    maybe_finish_close(c, slot);
+    if (c.ops_inflight > 0) issue_cancel(c, id);
+    maybe_finish_close(c, id);
 }
 
 // Cancels the recv (and a send blocked on a full socket); each ends with its own
 // completion, and the slot is closed only after the last of them.
-void shard::issue_cancel(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_cancel);
+void shard::issue_cancel(connection& c, std::uint32_t id) noexcept {
+    io_uring_sqe* sqe = sqe_or_defer(c, id, defer_cancel);
     if (!sqe) return;
-    io_uring_prep_cancel_fd(sqe, static_cast<int>(slot),
+    io_uring_prep_cancel_fd(sqe, fd_of(id),
                             IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
-    io_uring_sqe_set_data64(sqe, tag{op::cancel, c.gen, slot}.pack());
+    io_uring_sqe_set_data64(sqe, tag{op::cancel, c.gen, id}.pack());
     ++c.ops_inflight;
 }
 
-void shard::maybe_finish_close(connection& c, std::uint32_t slot) noexcept {
+void shard::maybe_finish_close(connection& c, std::uint32_t id) noexcept {
     if (c.state != conn_state::closing || c.ops_inflight > 0) return;
-    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_close);
+    io_uring_sqe* sqe = sqe_or_defer(c, id, defer_close);
     if (!sqe) return;
     _metrics.frames_dropped_closed.bump(c.drop_pending());
-    io_uring_prep_close_direct(sqe, slot);
-    io_uring_sqe_set_data64(sqe, tag{op::close, c.gen, slot}.pack());
+    io_uring_prep_close_direct(sqe, conn_id::slot(id));
+    io_uring_sqe_set_data64(sqe, tag{op::close, c.gen, id}.pack());
     _metrics.conns_closed.bump();
     c.reset();
     --_live;
+    --_units[conn_id::ring(id)].live;
 }
 
 }  // namespace jugglite

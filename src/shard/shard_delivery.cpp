@@ -34,7 +34,7 @@ void shard::drain_messages() noexcept {
 }
 
 void shard::close_slow_consumers() noexcept {
-    for (std::uint32_t slot : _to_close) close_conn(_conns[slot], slot, close_reason::slow_consumer);
+    for (std::uint32_t id : _to_close) close_conn(_conns[id], id, close_reason::slow_consumer);
     _to_close.clear();
 }
 
@@ -42,14 +42,14 @@ void shard::close_slow_consumers() noexcept {
 // waiting messages reach gets them all in one send rather than one send plus a second
 // for the rest. A connection closed since it was listed is no longer streaming.
 void shard::start_queued_sends() noexcept {
-    for (std::uint32_t slot : _to_send) {
-        connection& c = _conns[slot];
-        if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, slot);
+    for (std::uint32_t id : _to_send) {
+        connection& c = _conns[id];
+        if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, id);
     }
     _to_send.clear();
 }
 
-void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexcept {
+void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcept {
     // Past the cap the connection is already listed in _to_close: take nothing more.
     if (c.state != conn_state::streaming || c.pending_bytes() > _env.cfg->max_pending_bytes)
         return;
@@ -57,14 +57,14 @@ void shard::deliver(connection& c, std::uint32_t slot, const frame_ref& f) noexc
     // with its first one.
     const bool first_waiting = !c.send_inflight && !c.has_pending();
     if (!c.enqueue(f, _env.cfg->max_pending_bytes)) {
-        _to_close.push_back(slot);
+        _to_close.push_back(id);
         return;
     }
-    if (first_waiting) _to_send.push_back(slot);
+    if (first_waiting) _to_send.push_back(id);
 }
 
-void shard::start_send(connection& c, std::uint32_t slot) noexcept {
-    io_uring_sqe* sqe = sqe_or_defer(c, slot, defer_send);
+void shard::start_send(connection& c, std::uint32_t id) noexcept {
+    io_uring_sqe* sqe = sqe_or_defer(c, id, defer_send);
     if (!sqe) return;
     send_plan plan;
     try {
@@ -73,38 +73,38 @@ void shard::start_send(connection& c, std::uint32_t slot) noexcept {
         // The iovec batch could not be allocated: hand the SQE back as a no-op and retry.
         io_uring_prep_nop(sqe);
         io_uring_sqe_set_data64(sqe, tag{op::nop, 0, 0}.pack());
-        defer(c, slot, defer_send);
+        defer(c, id, defer_send);
         return;
     }
     if (plan.msg)
-        io_uring_prep_sendmsg(sqe, static_cast<int>(slot), plan.msg, MSG_NOSIGNAL);
+        io_uring_prep_sendmsg(sqe, fd_of(id), plan.msg, MSG_NOSIGNAL);
     else
-        io_uring_prep_send(sqe, static_cast<int>(slot), plan.data, plan.len, MSG_NOSIGNAL);
+        io_uring_prep_send(sqe, fd_of(id), plan.data, plan.len, MSG_NOSIGNAL);
     sqe->flags |= IOSQE_FIXED_FILE;
-    io_uring_sqe_set_data64(sqe, tag{op::send, c.gen, slot}.pack());
+    io_uring_sqe_set_data64(sqe, tag{op::send, c.gen, id}.pack());
     ++c.ops_inflight;
     c.send_started_ms = _now_ms;
 }
 
-void shard::on_send(connection& c, std::uint32_t slot, int res) noexcept {
+void shard::on_send(connection& c, std::uint32_t id, int res) noexcept {
     --c.ops_inflight;
     if (c.state == conn_state::closing) {
         c.send_inflight = false;
-        maybe_finish_close(c, slot);
+        maybe_finish_close(c, id);
         return;
     }
     if (res <= 0) {  // EPIPE, ECONNRESET...: the client is gone
         c.send_inflight = false;
-        close_conn(c, slot, close_reason::client_gone);
+        close_conn(c, id, close_reason::client_gone);
         return;
     }
     _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res)));
     _metrics.bytes_out.bump(static_cast<std::uint64_t>(res));
     c.last_write_ms = _now_ms;
     if (c.has_pending()) {
-        start_send(c, slot);
+        start_send(c, id);
     } else if (c.state == conn_state::closing_after_send) {
-        linger(c, slot);
+        linger(c, id);
     }
 }
 

@@ -9,52 +9,53 @@
 
 namespace jugglite {
 
-void shard::on_request_bytes(connection& c, std::uint32_t slot) noexcept {
+void shard::on_request_bytes(connection& c, std::uint32_t id) noexcept {
     parse_result parsed = parse_request(c.request);
     if (std::holds_alternative<need_more>(parsed)) return;
     if (auto* err = std::get_if<http_error>(&parsed)) {
-        answer_and_close(c, slot, err->status, err->reason);
+        answer_and_close(c, id, err->status, err->reason);
         return;
     }
     try {
-        dispatch(c, slot, c.request);
+        dispatch(c, id, c.request);
     } catch (const std::bad_alloc&) {
         // Fail this one connection; the shard goes on.
-        if (c.state == conn_state::reading) answer_and_close(c, slot, 503, "out of memory");
-        else close_conn(c, slot, close_reason::client_gone);
+        if (c.state == conn_state::reading) answer_and_close(c, id, 503, "out of memory");
+        else close_conn(c, id, close_reason::client_gone);
     }
 }
 
 // May throw std::bad_alloc; the caller fails the connection.
-void shard::dispatch(connection& c, std::uint32_t slot, std::string_view bytes) {
-    const auto& req = std::get<http_request>(parse_request(bytes));
+void shard::dispatch(connection& c, std::uint32_t id, std::string_view bytes) {
+    const parse_result parsed = parse_request(bytes);
+    const auto& req = std::get<http_request>(parsed);
     c.wants_event_stream = req.wants_event_stream();
     route r = route_request(req, *_env.cfg);
     c.request = {};  // the views into it are dead from here on
     if (auto* s = std::get_if<stream_route>(&r)) {
         if (!c.counted) {  // admitted over --max-conns only to hear this answer
-            refuse(c, slot, refusal::capacity);
+            refuse(c, id, refusal::capacity);
             return;
         }
-        start_stream(c, slot, std::move(s->channels), s->head_only);
+        start_stream(c, id, std::move(s->channels), s->head_only);
     } else if (auto* h = std::get_if<health_route>(&r)) {
         if (h->kind == health_route::liveness) {
-            if (live()) answer_and_close(c, slot, 200, "ok");
-            else answer_and_close(c, slot, 503, "a loop has stalled");
+            if (live()) answer_and_close(c, id, 200, "ok");
+            else answer_and_close(c, id, 503, "a loop has stalled");
             return;
         }
         switch (_env.redis_state->state.load(std::memory_order_relaxed)) {
-            case redis_status::ready: answer_and_close(c, slot, 200, "ok"); break;
+            case redis_status::ready: answer_and_close(c, id, 200, "ok"); break;
             case redis_status::resubscribing:
-                answer_and_close(c, slot, 503, "redis subscriber is subscribing its channels again");
+                answer_and_close(c, id, 503, "redis subscriber is subscribing its channels again");
                 break;
-            default: answer_and_close(c, slot, 503, "redis subscriber is not connected"); break;
+            default: answer_and_close(c, id, 503, "redis subscriber is not connected"); break;
         }
     } else if (std::holds_alternative<metrics_route>(r)) {
-        answer_and_close(c, slot, 200, metrics_text());
+        answer_and_close(c, id, 200, metrics_text());
     } else {
         const auto& e = std::get<http_error>(r);
-        answer_and_close(c, slot, e.status, e.reason);
+        answer_and_close(c, id, e.status, e.reason);
     }
 }
 
@@ -62,13 +63,13 @@ void shard::dispatch(connection& c, std::uint32_t slot, std::string_view bytes) 
 // SUBSCRIBE goes out), and its headers and registration comment are written only once
 // Redis has confirmed every channel, so "registered" means a message published now
 // arrives. Channels already confirmed on the live link cost no wait.
-void shard::start_stream(connection& c, std::uint32_t slot, std::vector<std::string> channels,
+void shard::start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                          bool head_only) {
     if (head_only) {
         _metrics.conns_opened.bump();
         c.state = conn_state::closing_after_send;
         (void)c.enqueue(frame_ref::make(stream_response({{}, true})), SIZE_MAX);
-        start_send(c, slot);
+        start_send(c, id);
         return;
     }
     // --max-channels is enforced by the redis thread, which alone knows every shard's
@@ -76,11 +77,11 @@ void shard::start_stream(connection& c, std::uint32_t slot, std::vector<std::str
     // while it waits here, and is turned away then (see on_channel_refused).
     c.state = conn_state::registering;
     c.deadline_ms = _now_ms + _env.cfg->register_timeout.count();
-    join_channels(c, slot, channels);
-    if (c.unconfirmed == 0) begin_streaming(c, slot);
+    join_channels(c, id, channels);
+    if (c.unconfirmed == 0) begin_streaming(c, id);
 }
 
-void shard::answer_and_close(connection& c, std::uint32_t slot, int status,
+void shard::answer_and_close(connection& c, std::uint32_t id, int status,
                              std::string_view body) noexcept {
     if (status >= 400) _metrics.conns_rejected.bump();
     if (status == 408) _metrics.request_timeouts.bump();
@@ -89,13 +90,13 @@ void shard::answer_and_close(connection& c, std::uint32_t slot, int status,
     try {
         (void)c.enqueue(frame_ref::make(simple_response(status, body)), SIZE_MAX);
     } catch (const std::bad_alloc&) {
-        close_conn(c, slot, close_reason::client_gone);
+        close_conn(c, id, close_reason::client_gone);
         return;
     }
-    if (!c.send_inflight) start_send(c, slot);
+    if (!c.send_inflight) start_send(c, id);
 }
 
-void shard::refuse(connection& c, std::uint32_t slot, refusal why) noexcept {
+void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
     std::string_view reason;
     switch (why) {
         case refusal::capacity:
@@ -112,7 +113,7 @@ void shard::refuse(connection& c, std::uint32_t slot, refusal why) noexcept {
             break;
     }
     if (!c.wants_event_stream) {
-        answer_and_close(c, slot, 503, reason);
+        answer_and_close(c, id, 503, reason);
         return;
     }
     // An EventSource comes back by itself after `retry:`; jitter spreads a storm of them.
@@ -125,10 +126,10 @@ void shard::refuse(connection& c, std::uint32_t slot, refusal why) noexcept {
     try {
         (void)c.enqueue(frame_ref::make(retry_response(retry_ms, reason)), SIZE_MAX);
     } catch (const std::bad_alloc&) {
-        close_conn(c, slot, close_reason::client_gone);
+        close_conn(c, id, close_reason::client_gone);
         return;
     }
-    if (!c.send_inflight) start_send(c, slot);
+    if (!c.send_inflight) start_send(c, id);
 }
 
 bool shard::live() const noexcept {

@@ -3,13 +3,37 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 
 #include "core/log.h"
+#include "net/conn_table.h"
 #include "net/listener.h"
 #include "shard/shard.h"
 
 namespace jugglite {
+
+ring_plan plan_rings(std::uint32_t max_conns, unsigned shards, std::uint64_t nofile) {
+    // A direct-descriptor table can't exceed RLIMIT_NOFILE, but each ring has its own, so
+    // the process holds rings x table connections while using almost no ordinary fds.
+    constexpr std::uint64_t reserve = 64;  // listeners, eventfds, Redis, logs
+    const std::uint64_t table = std::clamp<std::uint64_t>(nofile > reserve ? nofile - reserve : 0,
+                                                          limits::spare_slots + 16, conn_id::max_slots);
+    // SO_REUSEPORT spreads connections over the shards by a hash, unevenly: a shard must
+    // hold its share plus a margin of 4 standard deviations of a binomial spread.
+    const double share = static_cast<double>(max_conns) / shards;
+    const auto per_shard = static_cast<std::uint64_t>(std::ceil(share + 4 * std::sqrt(share)));
+    const std::uint64_t usable = table - limits::spare_slots;
+    std::uint64_t rings = std::max<std::uint64_t>(1, (per_shard + usable - 1) / usable);
+    rings = std::min<std::uint64_t>(rings, conn_id::max_rings);
+    // Within a shard the rings fill one after another, so the last one need only hold the
+    // rest; every ring gets the same table, just large enough.
+    const std::uint64_t slots =
+        std::min(table, (per_shard + rings - 1) / rings + limits::spare_slots);
+    return {static_cast<std::uint32_t>(rings), static_cast<std::uint32_t>(slots),
+            std::min<std::uint64_t>(std::uint64_t{max_conns},
+                                    shards * rings * (slots - limits::spare_slots))};
+}
 
 std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     const config& cfg, std::atomic<bool>& stop, redis_wakeup& redis,
@@ -35,32 +59,24 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         }
     }
 
-    // A direct-descriptor table can't exceed RLIMIT_NOFILE, but each ring has its own, so
-    // the process holds shards x table connections while using almost no ordinary fds.
-    std::uint64_t nofile = raise_nofile_limit();
-    std::uint64_t reserve = 64;  // listeners, eventfds, Redis, logs
-    std::uint64_t want = std::uint64_t{cfg.max_conns} + limits::spare_slots;
-    // Also capped by the CQ: a fan-out to every slot must fit in one drain.
-    std::uint64_t cap = std::min<std::uint64_t>(nofile > reserve ? nofile - reserve : 16,
-                                                limits::ring_cq_entries / 2);
-    auto slots = static_cast<std::uint32_t>(std::max<std::uint64_t>(
-        limits::spare_slots + 16, std::min(want, cap)));
-    set->_capacity = std::uint64_t{slots} * cfg.shards;
-    if (set->_capacity < cfg.max_conns)
-        log::warn("{} shards x {} slots (RLIMIT_NOFILE {}) hold {} connections, fewer than "
-                  "--max-conns {}; run more shards to reach it",
-                  cfg.shards, slots, nofile, set->_capacity, cfg.max_conns);
+    auto plan = plan_rings(cfg.max_conns, cfg.shards, raise_nofile_limit());
+    set->_rings = plan.rings;
+    set->_slots = plan.slots;
+    set->_capacity = plan.capacity;
+    if (plan.capacity < cfg.max_conns)
+        log::warn("{} shards x {} rings x {} slots hold {} connections, fewer than --max-conns {}",
+                  cfg.shards, plan.rings, plan.slots, plan.capacity, cfg.max_conns);
 
     shard_environment env{&cfg,          &stop,           &set->_open_conns, &redis_state,
                           &redis,        set->metrics(), &redis_counters};
     for (unsigned i = 0; i < cfg.shards; ++i) {
-        auto efd = make_eventfd(false);
+        auto efd = make_eventfd(true);  // polled, and signalled by the rings and the redis thread
         if (!efd) return std::unexpected(efd.error());
         set->_links[i].shard_eventfd = efd->get();
         set->_eventfds.push_back(std::move(*efd));
         int lfd = set->_listeners[set->_listeners.size() == 1 ? 0 : i].get();
         set->_shards.push_back(
-            std::make_unique<shard>(i, env, set->_links[i], set->_metrics[i], lfd, slots));
+            std::make_unique<shard>(i, env, set->_links[i], set->_metrics[i], lfd, plan.rings, plan.slots));
     }
 
     std::string failure;

@@ -20,6 +20,16 @@ namespace jugglite {
 
 class shard;
 
+// How many rings each shard drives and how large each ring's table is, for --max-conns
+// connections over `shards` threads when RLIMIT_NOFILE (which caps one ring's table) is
+// `nofile`. `capacity` is what the plan holds, at most max_conns.
+struct ring_plan {
+    std::uint32_t rings;
+    std::uint32_t slots;
+    std::uint64_t capacity;
+};
+[[nodiscard]] ring_plan plan_rings(std::uint32_t max_conns, unsigned shards, std::uint64_t nofile);
+
 class shard_set {
 public:
     // Opens the listeners and starts cfg.shards threads; returns once every shard has its
@@ -37,13 +47,17 @@ public:
     }
     // Sets `stop`, wakes every shard and joins them.
     void join() noexcept;
-    // Connection capacity: shards x direct-descriptor table size.
+    // Connections held at most (see ring_plan), and the plan behind it.
     [[nodiscard]] std::uint64_t capacity() const noexcept { return _capacity; }
+    [[nodiscard]] std::uint32_t rings_per_shard() const noexcept { return _rings; }
+    [[nodiscard]] std::uint32_t slots_per_ring() const noexcept { return _slots; }
 
 private:
     shard_set() = default;
     unsigned _count = 0;
     std::uint64_t _capacity = 0;
+    std::uint32_t _rings = 0;
+    std::uint32_t _slots = 0;
     std::unique_ptr<shard_link[]> _links;
     std::unique_ptr<shard_metrics[]> _metrics;
     std::vector<unique_fd> _listeners;

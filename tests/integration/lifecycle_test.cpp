@@ -216,3 +216,38 @@ TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --vers
         CHECK(server.log().find("listen=127.0.0.1:" + std::to_string(port)) != std::string::npos);
     }
 }
+
+TEST_CASE("--max-conns is reached when the open-file limit caps each ring's table far below it") {
+    // RLIMIT_NOFILE 300 caps a ring's table at 236 slots: 1,200 streams over 2 shards need
+    // several rings per shard, and the uneven SO_REUSEPORT spread must not refuse any.
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    REQUIRE(lim.rlim_cur > 1300);
+    jugglite_server server({"--shards", "2", "--max-conns", "1200"}, shared_redis().url(), {}, 300);
+    INFO(server.log());
+    CHECK(server.log().find("capacity 1200 connections") != std::string::npos);
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("rings");
+    constexpr int n = 1200;
+    std::vector<raw_client> clients;
+    clients.reserve(n);
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(raw_client::tcp(server.port()));
+        clients.back().get("/stream?channel=" + ch);
+    }
+    int registered = 0;
+    for (auto& c : clients) registered += c.read_until(": registered to channels: " + ch + "\n") ? 1 : 0;
+    INFO(http_get(server.port(), "/metrics"));
+    CHECK(registered == n);
+    CHECK(metric(server.port(), "connections_refused_capacity") == 0);
+    CHECK(redis.publish(ch, "to every ring") == 1);
+    int got = 0;
+    for (auto& c : clients) got += c.read_until("data: to every ring\n\n", 10s) ? 1 : 0;
+    CHECK(got == n);
+    // Every connection counts; the next one is refused, and health is still answered.
+    CHECK(metric(server.port(), "connections_open") == n);
+    clients.clear();
+    CHECK(eventually([&] { return metric(server.port(), "connections_open") == 0; }));
+}

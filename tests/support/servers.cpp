@@ -137,7 +137,7 @@ long long redis_client::numsub(std::string_view channel) {
 }
 
 jugglite_server::jugglite_server(std::vector<std::string> args, const std::string& redis_url,
-                                 std::vector<std::string> env)
+                                 std::vector<std::string> env, int nofile)
     : _dir(temp_dir()) {
     auto has = [&](std::string_view flag) {
         for (const auto& a : args)
@@ -145,6 +145,9 @@ jugglite_server::jugglite_server(std::vector<std::string> args, const std::strin
         return false;
     };
     std::vector<std::string> argv{jugglite_binary()};
+    if (nofile > 0)
+        argv = {"/usr/bin/prlimit", "--nofile=" + std::to_string(nofile) + ":" + std::to_string(nofile),
+                jugglite_binary()};
     if (!has("--redis")) argv.insert(argv.end(), {"--redis", redis_url});
     if (!has("--shards")) argv.insert(argv.end(), {"--shards", "2"});
     if (!has("--port") && !has("--socket")) {

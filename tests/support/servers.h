@@ -62,9 +62,10 @@ private:
 class jugglite_server {
 public:
     // `args` are extra flags; --redis, --port and --shards 2 are added unless present.
+    // `nofile` > 0 runs it with that RLIMIT_NOFILE (soft and hard), through prlimit(1).
     explicit jugglite_server(std::vector<std::string> args = {},
                              const std::string& redis_url = shared_redis().url(),
-                             std::vector<std::string> env = {});
+                             std::vector<std::string> env = {}, int nofile = 0);
     ~jugglite_server();
     [[nodiscard]] int port() const { return _port; }
     // SIGTERM and wait; returns the exit status or -1 on timeout.
