@@ -58,8 +58,8 @@ inline constexpr std::size_t notice_queue_capacity = 1 << 12;
 // over-limit clients so that those are answered, not left hanging in the backlog.
 inline constexpr std::uint32_t spare_slots = 64;
 
-// Single-shot accepts kept in flight per ring (fewer when it has fewer free slots): enough
-// to take a connect storm at the loop's pace, never more than the table can hold.
+// Single-shot accepts kept in flight per shard, on its first rings with free slots (never
+// more than a ring's free slots): enough to take a connect storm at the loop's pace.
 inline constexpr std::uint32_t accepts_in_flight = 16;
 
 // Provided receive buffers per shard and their size. Only connections that are sending

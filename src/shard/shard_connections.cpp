@@ -11,14 +11,14 @@ namespace jugglite {
 
 // ---- accept -------------------------------------------------------------------------
 
-// Every ring of the shard accepts on the shard's one listener, with a few single-shot
-// accepts in flight: never more than the slots it has free, so a burst can't overfill a
-// table (a multishot accept takes every queued connection at once, and one that finds the
-// table full is dropped by the kernel with -ENFILE). Accepts on one socket wake one
-// waiter each, so the rings with room share the work; a ring that is full stops and its
-// siblings take the rest. When every ring is full, one keeps accepting into its spare
-// slots so that over-limit clients are answered (see refuse()) rather than left waiting
-// in the backlog.
+// The rings of a shard accept on the shard's one listener with a few single-shot accepts
+// in flight, never more than a ring's free slots, so a burst can't overfill a table (a
+// multishot accept takes every queued connection at once, and one that finds the table
+// full is dropped by the kernel with -ENFILE). The rings fill in order: the accepts go to
+// the first ring with room, so a ring's memory (its CQ, its receive buffers) is touched
+// only once connections need it. When every ring is full, one keeps accepting into its
+// spare slots so that over-limit clients are answered (see refuse()) rather than left
+// waiting in the backlog.
 void shard::arm_accept(std::uint32_t u) noexcept {
     io_uring_sqe* sqe = _units[u].io->sqe();
     if (!sqe) return;  // the next top-up tries again
@@ -38,18 +38,20 @@ void shard::top_up_accepts() noexcept {
         std::uint32_t taken = unit.live + unit.accepts;
         return taken < limit ? limit - taken : 0u;
     };
+    std::uint32_t in_flight = 0;
+    for (const auto& unit : _units) in_flight += unit.accepts;
     bool room = false;
-    for (std::uint32_t u = 0; u < _units.size(); ++u) {
+    for (std::uint32_t u = 0; u < _units.size() && in_flight < limits::accepts_in_flight; ++u) {
         ring_unit& unit = _units[u];
-        std::uint32_t want = std::min(free_for(unit, usable), limits::accepts_in_flight);
-        room |= want > 0 || unit.live + unit.accepts < usable;
-        while (unit.accepts < want) {
+        std::uint32_t free = free_for(unit, usable);
+        room |= free > 0;
+        for (; free > 0 && in_flight < limits::accepts_in_flight; --free, ++in_flight) {
             std::uint32_t before = unit.accepts;
             arm_accept(u);
             if (unit.accepts == before) return;  // no SQE now
         }
     }
-    if (room) return;
+    if (room || in_flight > 0) return;
     // Every ring is at its share: keep one accept in the spare slots of the emptiest ring.
     std::uint32_t best = 0;
     for (std::uint32_t u = 1; u < _units.size(); ++u)
