@@ -240,3 +240,42 @@ TEST_CASE("--max-conns: an EventSource gets a retry, others 503, and /readyz sti
     CHECK(ok(server.port(), "/livez"));
     CHECK(metric(server.port(), "connections_refused_capacity") == base + 2);
 }
+
+TEST_CASE("a message over --max-message-bytes is dropped once at the redis thread and counted") {
+    jugglite_server server({"--max-message-bytes", "4096"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel();
+    auto a = open_stream(server.port(), "/stream?channel=" + ch);
+    auto b = open_stream(server.port(), "/stream?channel=" + ch);
+    REQUIRE(wait_numsub(redis, ch));
+    CHECK(redis.publish(ch, std::string(4097, 'x')) == 1);
+    CHECK(redis.publish(ch, std::string(4096, 'y')) == 1);  // at the limit: delivered
+    CHECK(a.read_until("data: " + std::string(4096, 'y') + "\n\n"));
+    CHECK(b.read_until("data: " + std::string(4096, 'y') + "\n\n"));
+    CHECK(a.received().find("xxxx") == std::string::npos);
+    CHECK(metric(server.port(), "redis_messages_dropped_too_large") == 1);
+    CHECK(metric(server.port(), "slow_consumers") == 0);
+    CHECK(server.log().find("larger than --max-message-bytes") != std::string::npos);
+}
+
+TEST_CASE("after a Redis restart thousands of channels are subscribed again, in batches") {
+    redis_server own_redis;
+    jugglite_server server({}, own_redis.url());
+    const std::string stem = unique_channel("many");
+    constexpr int streams = 40, per = 64;  // 2,560 channels: three SUBSCRIBE batches
+    std::vector<raw_client> clients;
+    for (int i = 0; i < streams; ++i) {
+        std::string list;
+        for (int k = 0; k < per; ++k) list += (k ? "," : "") + stem + "-" + std::to_string(i * per + k);
+        clients.push_back(open_stream(server.port(), "/stream?channel=" + list));
+    }
+    REQUIRE(eventually([&] { return metric(server.port(), "redis_subscribed_channels") == streams * per; }));
+    own_redis.stop();
+    own_redis.start();
+    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(metric(server.port(), "redis_subscribed_channels") == streams * per);
+    redis_client redis(own_redis.port());
+    const std::string last = stem + "-" + std::to_string(streams * per - 1);
+    CHECK(redis.publish(last, "still there") == 1);
+    CHECK(clients.back().read_until("data: still there\n\n"));
+}
