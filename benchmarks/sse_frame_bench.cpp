@@ -1,4 +1,7 @@
-// Micro-benchmarks of build_sse_frame: plain and JSON-object payloads of 64 B, 1 KiB, 64 KiB.
+// Micro-benchmarks of the SSE frame builders: plain and JSON-object payloads of 64 B to 1 MiB,
+// as a string (build_sse_frame) and built in place in a frame (make_sse_frame, the redis
+// thread's path). 1 MiB is past limits::small_json_bytes: its JSON buffers are allocated and
+// freed per message.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -43,7 +46,29 @@ void bm_json(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
 }
 
+void bm_frame_plain(benchmark::State& state) {
+    const std::string payload = plain_payload(static_cast<std::size_t>(state.range(0)));
+    for (auto _ : state) {
+        jugglite::frame_ref frame = jugglite::make_sse_frame(payload, 1);
+        benchmark::DoNotOptimize(frame.get());
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
+}
+
+void bm_frame_json(benchmark::State& state) {
+    const std::string payload = json_payload(static_cast<std::size_t>(state.range(0)));
+    if (!jugglite::make_sse_frame(payload, 1)->bytes().starts_with("event: update\nid: 12345\n"))
+        state.SkipWithError("JSON payload did not yield event and id lines");
+    for (auto _ : state) {
+        jugglite::frame_ref frame = jugglite::make_sse_frame(payload, 1);
+        benchmark::DoNotOptimize(frame.get());
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * payload.size()));
+}
+
 }  // namespace
 
-BENCHMARK(bm_plain)->Arg(64)->Arg(1024)->Arg(64 * 1024);
-BENCHMARK(bm_json)->Arg(64)->Arg(1024)->Arg(64 * 1024);
+BENCHMARK(bm_plain)->Arg(64)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);
+BENCHMARK(bm_json)->Arg(64)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);
+BENCHMARK(bm_frame_plain)->Arg(64)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);
+BENCHMARK(bm_frame_json)->Arg(64)->Arg(1024)->Arg(64 * 1024)->Arg(1024 * 1024);

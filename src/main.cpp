@@ -1,4 +1,5 @@
 // jugglite: flags -> config, start the shards and the Redis subscriber, wait for a signal.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -48,7 +49,8 @@ cxxopts::Options make_options(unsigned cpus) {
         ("keepalive", "seconds between keepalive comments",
          cxxopts::value<long long>()->default_value("20"))
         ("shards", "shard threads", cxxopts::value<long long>()->default_value(cpu_text))
-        ("max-pending", "queued bytes per connection before it is dropped as a slow consumer",
+        ("max-pending", "bytes queued per connection behind the frame being sent before it is "
+                        "dropped as a slow consumer",
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_pending_bytes)))
         ("max-message-bytes", "largest payload delivered; larger messages are dropped and counted",
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_max_message_bytes)))
@@ -218,6 +220,9 @@ int serve(const config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // A fixed threshold turns off glibc's dynamic one, which after freeing a large message
+    // serves the next ones from arena heaps that keep their size (see limits.h).
+    mallopt(M_MMAP_THRESHOLD, static_cast<int>(limits::malloc_mmap_threshold));
     unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
     auto opts = make_options(cpus);
     config cfg;

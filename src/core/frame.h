@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace jugglite {
@@ -43,13 +45,26 @@ public:
     }
     ~frame_ref() { reset(); }
 
+    // Allocates a frame of exactly `size` bytes carrying `seq`, and has `write(std::span<char>)`
+    // fill every one of them before the frame is returned. That span is the only writable
+    // view and must not be kept: once the frame can be shared its bytes never change.
+    // Throws std::bad_alloc (std::bad_array_new_length past 4 GiB, before allocating) or
+    // whatever `write` throws; nothing is leaked then.
+    template <class Writer>
+    [[nodiscard]] static frame_ref build(std::size_t size, std::uint64_t seq, Writer&& write) {
+        if (size > UINT32_MAX) throw std::bad_array_new_length();
+        void* mem = ::operator new(sizeof(frame) + size);
+        frame_ref r;
+        r._f = new (mem) frame(static_cast<std::uint32_t>(size), seq);
+        std::forward<Writer>(write)(std::span<char>(static_cast<char*>(mem) + sizeof(frame), size));
+        return r;
+    }
+
     // Copies `bytes` into a new frame carrying sequence number `seq`.
     [[nodiscard]] static frame_ref make(std::string_view bytes, std::uint64_t seq = 0) {
-        void* mem = ::operator new(sizeof(frame) + bytes.size());
-        frame_ref r;
-        r._f = new (mem) frame(static_cast<std::uint32_t>(bytes.size()), seq);
-        if (!bytes.empty()) std::memcpy(static_cast<char*>(mem) + sizeof(frame), bytes.data(), bytes.size());
-        return r;
+        return build(bytes.size(), seq, [bytes](std::span<char> out) {
+            if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
+        });
     }
 
     void reset() noexcept {

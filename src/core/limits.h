@@ -27,8 +27,10 @@ inline constexpr std::chrono::milliseconds send_stall_timeout{30'000};
 // client's EOF before closing anyway (closing with unread input would RST the answer away).
 inline constexpr std::chrono::milliseconds linger{2'000};
 
-// Default cap on bytes queued for one connection (--max-pending). Redis' pubsub output
-// buffer limit is 32 MiB for a whole client; one browser tab needs far less.
+// Default cap on the bytes queued for one connection behind the frame being sent
+// (--max-pending); that head frame never counts, so any message up to --max-message-bytes
+// reaches a connection that keeps up. Redis' pubsub output buffer limit is 32 MiB for a
+// whole client; one browser tab needs far less backlog.
 inline constexpr std::size_t default_max_pending_bytes = 1024 * 1024;
 
 // Default --max-message-bytes: the largest payload delivered. A connection with nothing
@@ -37,6 +39,20 @@ inline constexpr std::size_t default_max_pending_bytes = 1024 * 1024;
 // Redis' own `client-output-buffer-limit pubsub` (32 MiB hard by default) disconnects a
 // subscriber that falls that far behind, so larger values need that raised as well.
 inline constexpr std::size_t default_max_message_bytes = 16 * 1024 * 1024;
+
+// Payloads up to this size are searched for event/id with a per-thread JSON parser and
+// padded copy kept for reuse (about 7x this in address space, touched only as far as a
+// payload reaches), so a common message allocates nothing for it. A larger payload gets a
+// parser and copy of its own, freed once its fields are found: one huge message must not
+// leave the thread that builds frames holding memory of its size.
+inline constexpr std::size_t small_json_bytes = 64 * 1024;
+
+// Blocks at least this large are mmapped by malloc and unmapped as soon as they are freed
+// (set at startup with mallopt). glibc's default is dynamic: freeing a large mmapped block
+// raises its threshold (and the heap trim threshold) to that size, so later large messages
+// come from arena heaps that stay resident: 20 MB held after one 20 MB message. Below it,
+// frames and buffers of ordinary messages reuse heap memory with no system call.
+inline constexpr std::size_t malloc_mmap_threshold = 1024 * 1024;
 
 // Frames gathered into one sendmsg. Far below IOV_MAX (1024); more frames wait for the next send.
 inline constexpr std::size_t max_iov_per_send = 64;

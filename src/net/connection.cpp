@@ -32,9 +32,10 @@ void connection::reset() noexcept {
 }
 
 bool connection::enqueue(frame_ref f, std::size_t cap) {
-    _pending_bytes += f->size();
+    const std::size_t size = f->size();
     _pending.push_back(std::move(f));
-    return _pending_bytes <= cap;
+    _unsent_bytes += size;
+    return pending_bytes() <= cap;
 }
 
 send_plan connection::plan_send() {
@@ -58,7 +59,7 @@ send_plan connection::plan_send() {
 
 std::uint32_t connection::consume(std::size_t n) noexcept {
     send_inflight = false;
-    _pending_bytes -= n;
+    _unsent_bytes -= n;
     std::uint32_t done = 0;
     while (n > 0 && _head < _pending.size()) {
         std::size_t left = _pending[_head]->size() - _head_offset;
@@ -90,7 +91,7 @@ std::size_t connection::drop_pending() noexcept {
     _pending.clear();
     _head = 0;
     _head_offset = 0;
-    _pending_bytes = 0;
+    _unsent_bytes = 0;
     return n;
 }
 

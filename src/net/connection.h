@@ -57,8 +57,10 @@ public:
     // Back to free, releasing everything; bumps the generation so late completions miss.
     void reset() noexcept;
 
-    // Appends `f` to the queue. Returns false once more than `cap` bytes are queued (the
-    // caller drops the connection as a slow consumer); the frame is still held then.
+    // Appends `f` to the queue. `cap` (--max-pending) bounds only the backlog behind the head
+    // frame, which never counts, partly sent or not: a connection with nothing queued takes
+    // any frame whole. Returns false once that backlog exceeds `cap` (the caller drops the
+    // connection as a slow consumer); the frame is still held then.
     [[nodiscard]] bool enqueue(frame_ref f, std::size_t cap);
 
     // What to send next from the queue head (at most limits::max_iov_per_send frames).
@@ -70,7 +72,13 @@ public:
     std::uint32_t consume(std::size_t n) noexcept;
 
     [[nodiscard]] bool has_pending() const noexcept { return _head < _pending.size(); }
-    [[nodiscard]] std::size_t pending_bytes() const noexcept { return _pending_bytes; }
+    // Bytes queued behind the head frame: what enqueue's cap bounds. Above the cap, enqueue
+    // has refused a frame.
+    [[nodiscard]] std::size_t pending_bytes() const noexcept {
+        return has_pending() ? _unsent_bytes - (_pending[_head]->size() - _head_offset) : 0;
+    }
+    // Every byte not yet written, the rest of the head frame included.
+    [[nodiscard]] std::size_t unsent_bytes() const noexcept { return _unsent_bytes; }
     // Drops every queued frame (only when no send is in flight). Returns how many.
     std::size_t drop_pending() noexcept;
 
@@ -94,7 +102,7 @@ private:
     std::vector<frame_ref> _pending;  // frames [_head, end) are unsent
     std::size_t _head = 0;
     std::size_t _head_offset = 0;     // bytes of _pending[_head] already written
-    std::size_t _pending_bytes = 0;   // unsent bytes
+    std::size_t _unsent_bytes = 0;    // bytes of frames [_head, end) not yet written
     // iovecs for a multi-frame send; allocated on first use, freed when the queue drains
     // so idle connections hold none.
     struct iov_batch {

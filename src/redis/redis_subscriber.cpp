@@ -398,7 +398,7 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
         return;
     }
     try {
-        frame_ref f = frame_ref::make(build_sse_frame(payload), ++_seq);
+        frame_ref f = make_sse_frame(payload, ++_seq);  // built in place, once for every shard
         for (unsigned i = 0; i < _shards.size(); ++i) {
             if (!(mask & (shard_mask{1} << i))) continue;
             if (!_shards[i].to_shard.try_push(shard_message{f, std::string(channel)})) {

@@ -1,8 +1,12 @@
-// Tests for frame and frame_ref: contents, sequence numbers and reference counting.
+// Tests for frame and frame_ref: building in place, bytes, sequence numbers, reference counts.
 #include "core/frame.h"
 
 #include <doctest/doctest.h>
 
+#include <cstring>
+#include <new>
+#include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,6 +23,35 @@ TEST_CASE("frame_ref::make copies the bytes and keeps the sequence number") {
     CHECK(f->size() == 12);
     CHECK(f->seq() == 42);
     CHECK(frame_ref::make("a")->seq() == 0);
+}
+
+TEST_CASE("frame_ref::build hands the writer exactly the frame's bytes, once") {
+    int calls = 0;
+    frame_ref f = frame_ref::build(5, 7, [&calls](std::span<char> out) {
+        ++calls;
+        CHECK(out.size() == 5);
+        std::memcpy(out.data(), "ab\0cd", 5);
+    });
+    CHECK(calls == 1);
+    REQUIRE(f);
+    CHECK(f->bytes() == "ab\0cd"s);
+    CHECK(f->size() == 5);
+    CHECK(f->seq() == 7);
+    CHECK(f.use_count() == 1);
+    frame_ref empty = frame_ref::build(0, 1, [](std::span<char> out) { CHECK(out.empty()); });
+    CHECK(empty->bytes().empty());
+}
+
+TEST_CASE("frame_ref::build passes on what the writer throws and refuses more than 4 GiB") {
+    CHECK_THROWS_AS(
+        (void)frame_ref::build(3, 0, [](std::span<char>) { throw std::runtime_error("w"); }),
+        std::runtime_error);
+    bool called = false;
+    // Refused before anything is allocated, as a bad_alloc the frame's builders already handle.
+    CHECK_THROWS_AS((void)frame_ref::build(std::size_t{1} << 32, 0,
+                                           [&called](std::span<char>) { called = true; }),
+                    std::bad_alloc);
+    CHECK(!called);
 }
 
 TEST_CASE("an empty frame is valid and empty") {

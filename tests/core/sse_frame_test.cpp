@@ -1,13 +1,82 @@
-// Tests for build_sse_frame and registration_comment: exact wire bytes for every framing rule.
+// Tests for make_sse_frame, build_sse_frame and registration_comment: exact wire bytes for
+// every framing rule, JSON field extraction against the DOM parser it replaced, large payloads.
 #include "core/sse_frame.h"
 
 #include <doctest/doctest.h>
+#include <simdjson.h>
 
+#include <charconv>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/limits.h"
+
 using namespace jugglite;
 using namespace std::string_literals;
+using namespace std::string_view_literals;
+
+namespace {
+
+// The frame as the DOM-parser implementation built it before On-Demand replaced it, kept
+// as the reference for what a valid JSON payload yields.
+std::optional<std::string> dom_scalar_text(simdjson::dom::element e) {
+    switch (e.type()) {
+        case simdjson::dom::element_type::STRING: return std::string(std::string_view(e));
+        case simdjson::dom::element_type::INT64: return std::to_string(int64_t(e));
+        case simdjson::dom::element_type::UINT64: return std::to_string(uint64_t(e));
+        case simdjson::dom::element_type::DOUBLE: {
+            char buf[32];
+            auto [end, ec] = std::to_chars(buf, buf + sizeof buf, double(e));
+            return std::string(buf, end);
+        }
+        default: return std::nullopt;
+    }
+}
+
+std::string dom_reference_frame(std::string_view payload) {
+    std::string fields;
+    auto first = payload.find_first_not_of(" \t\r\n");
+    if (first != std::string_view::npos && payload[first] == '{') {
+        simdjson::dom::parser parser;
+        simdjson::padded_string padded(payload);
+        simdjson::dom::element doc;
+        simdjson::dom::object obj;
+        if (parser.parse(padded).get(doc) == simdjson::SUCCESS &&
+            doc.get(obj) == simdjson::SUCCESS) {
+            for (std::string_view key : {std::string_view("event"), std::string_view("id")}) {
+                simdjson::dom::element value;
+                if (obj.at_key(key).get(value) != simdjson::SUCCESS) continue;
+                auto text = dom_scalar_text(value);
+                if (!text ||
+                    text->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+                    continue;
+                fields.append(key).append(": ").append(*text).push_back('\n');
+            }
+        }
+    }
+    std::string out = fields + "data: ";
+    for (std::size_t i = 0; i < payload.size(); ++i) {
+        if (payload[i] != '\r' && payload[i] != '\n') {
+            out.push_back(payload[i]);
+            continue;
+        }
+        if (payload[i] == '\r' && i + 1 < payload.size() && payload[i + 1] == '\n') ++i;
+        out.append("\ndata: ");
+    }
+    return out + "\n\n";
+}
+
+// `size` bytes of a JSON array of numbers, `[0,1,2,...]`, padded with spaces.
+std::string big_array(std::size_t size) {
+    std::string a = "[";
+    for (std::size_t i = 0; a.size() + 16 < size; ++i) a.append(std::to_string(i)).push_back(',');
+    a.append("0]");
+    a.resize(size, ' ');
+    return a;
+}
+
+}  // namespace
 
 TEST_CASE("a plain payload is one data line and a blank line") {
     CHECK(build_sse_frame("hello") == "data: hello\n\n");
@@ -133,6 +202,135 @@ TEST_CASE("a large payload is framed in full") {
     std::string expected =
         "data: " + std::string(50'000, 'z') + "\ndata: " + std::string(49'999, 'z') + "\n\n";
     CHECK(build_sse_frame(big) == expected);
+}
+
+TEST_CASE("make_sse_frame writes the same bytes as build_sse_frame into a frame with its seq") {
+    for (std::string_view p :
+         {""sv, "hello"sv, "a\r\nb\rc\nd\n"sv, R"({"event":"update","id":7,"x":1})"sv,
+          R"({"id":"x\ny","event":"e"})"sv, "{\n\"event\": \"e\"\n}\r\n"sv, "\0\n\xff"sv}) {
+        CAPTURE(p);
+        frame_ref f = make_sse_frame(p, 99);
+        REQUIRE(f);
+        CHECK(f->seq() == 99);
+        CHECK(f->bytes() == build_sse_frame(p));
+        CHECK(f->size() == build_sse_frame(p).size());
+        CHECK(f.use_count() == 1);
+    }
+}
+
+TEST_CASE("event and id values agree with the DOM parser for valid JSON") {
+    // Numbers in every form the old code formatted, strings with escapes, duplicates,
+    // escaped keys, nesting and whitespace.
+    const char* payloads[] = {
+        R"({"id":0})", R"({"id":-0})", R"({"id":-0.0})", R"({"id":1e2})", R"({"id":1E-7})",
+        R"({"id":1.0})", R"({"id":0.1})", R"({"id":1.5e300})", R"({"id":2.2250738585072014e-308})",
+        R"({"id":9223372036854775807})", R"({"id":9223372036854775808})",
+        R"({"id":-9223372036854775808})", R"({"id":18446744073709551615})",
+        R"({"id":123456789.123456789})", R"({"id":-12.5e-3})",
+        R"({"event":"a\"b\\c\/d\b\f\t"})", R"({"event":"\ud83d\ude00 \u00e9"})",
+        R"({"event":"x","event":"y"})", R"({"event":null,"event":"y"})", R"({"id":1,"id":2})",
+        R"({"\u0065vent":"esc","id":"\u0031"})", R"({"Event":"x","ID":1})",
+        R"({"a":{"event":"in"},"b":[{"id":1}],"event":"out"})",
+        "{ \"event\" : \"s\" , \"id\" : 3 }",
+        R"({"a":[1,2,{"b":[true,false,null]}],"c":"str","d":-1.5,"id":"last"})",
+        R"({"event":"","id":""})", R"({"event":" spaced ","id":" 1 "})", "{}", " {} ",
+        R"({"event":"a\nb","id":"ok"})", R"({"event":"a\u2028b"})",
+        "\n{\"event\":\"lead\"}\n", "{\"event\":\"t\"}\t\r\n "};
+    for (const char* p : payloads) {
+        CAPTURE(p);
+        CHECK(build_sse_frame(p) == dom_reference_frame(p));
+    }
+}
+
+TEST_CASE("JSON broken at its top level is plain data, however the fields before it read") {
+    for (const char* p :
+         {R"({"event":"x", garbage)", R"({"event":"x", garbage})", R"({"event":"x"} trailing)",
+          R"({"event":"x"}})", R"({"event":"x"}{"id":1})", R"({"event":"x"},)", R"({"event":"x"}])",
+          R"({"event":"x",,"id":1})", R"({"event" "x"})", R"({"event":"x" "id":1})",
+          R"({"event":"x"])", R"({"event":"x","id":1)", R"({"event":"x",)", R"({"event":"x":1})",
+          R"({"event":"x",1:2})", R"({"event":"x",null})", R"({"event":"x","a")",
+          R"({"event":"x","a":})",
+          R"({"event":"x","a":1,})", R"({"ev\qent":"x"})", R"({"id":1,"event":"x","id":)"}) {
+        CAPTURE(p);
+        CHECK(build_sse_frame(p) == "data: "s + p + "\n\n");
+        CHECK(dom_reference_frame(p) == "data: "s + p + "\n\n");
+    }
+}
+
+TEST_CASE("a malformed event or id value makes the whole payload plain data") {
+    for (const char* p :
+         {R"({"event":"\q","id":1})", R"({"event":"x","id":"\u12"})", R"({"event":"x","id":01})",
+          R"({"event":"x","id":1.})", R"({"event":"x","id":-})", R"({"event":"x","id":1e})",
+          R"({"id":2,"event":tru})", R"({"id":2,"event":nul})",
+          R"({"event":"x","id":123456789012345678901234567890})", R"({"event":"\ud800","id":1})"}) {
+        CAPTURE(p);
+        CHECK(build_sse_frame(p) == "data: "s + p + "\n\n");
+        CHECK(dom_reference_frame(p) == "data: "s + p + "\n\n");
+    }
+}
+
+TEST_CASE("bytes every JSON parse checks make any member's fault plain data") {
+    // Invalid UTF-8, an unclosed string and a raw control character anywhere in the document.
+    for (const std::string& p :
+         {"{\"a\":\"\xff\",\"event\":\"x\"}"s, "{\"a\":[\"caf\xc3\"],\"event\":\"x\"}"s,
+          "{\"event\":\"x\",\"a\":\"\x01\"}"s, "{\"event\":\"x\",\"a\":[\"open]}"s,
+          "{\"event\":\"x\"}\0"s}) {
+        CAPTURE(p);
+        CHECK(build_sse_frame(p) == "data: " + p + "\n\n");
+        CHECK(dom_reference_frame(p) == "data: " + p + "\n\n");
+    }
+}
+
+TEST_CASE("values of other members are skipped unread, so faults inside them go unnoticed") {
+    // Parsing only what finding event and id needs: the DOM parser refused these whole.
+    for (const char* p : {R"({"a":tru,"event":"x"})", R"({"a":[1,,2],"event":"x"})",
+                          R"({"a":"\q","event":"x"})", R"({"a":01,"event":"x"})"}) {
+        CAPTURE(p);
+        CHECK(build_sse_frame(p) == "event: x\ndata: "s + p + "\n\n");
+        CHECK(dom_reference_frame(p) == "data: "s + p + "\n\n");
+    }
+}
+
+TEST_CASE("a JSON payload larger than the reused parser's size still yields event and id") {
+    const std::string body = big_array(limits::small_json_bytes * 3);
+    const std::string p = R"({"data":)" + body + R"(,"event":"big","id":12345678901})";
+    REQUIRE(p.size() > limits::small_json_bytes);
+    CHECK(build_sse_frame(p) == "event: big\nid: 12345678901\ndata: " + p + "\n\n");
+    frame_ref f = make_sse_frame(p, 3);
+    CHECK(f->bytes() == "event: big\nid: 12345678901\ndata: " + p + "\n\n");
+    // Sizes on both sides of the threshold, where the parser in use changes.
+    for (std::size_t size : {limits::small_json_bytes - 1, limits::small_json_bytes,
+                             limits::small_json_bytes + 1}) {
+        std::string q = R"({"event":"edge","a":")";
+        q.append(size - q.size() - 2, 'q').append("\"}");
+        REQUIRE(q.size() == size);
+        CAPTURE(size);
+        CHECK(build_sse_frame(q) == "event: edge\ndata: " + q + "\n\n");
+    }
+    // After a large payload the small path still works (and the other way round).
+    CHECK(build_sse_frame(R"({"id":1})") == "id: 1\ndata: {\"id\":1}\n\n");
+    CHECK(build_sse_frame(p).starts_with("event: big\nid: 12345678901\ndata: {"));
+}
+
+TEST_CASE("a large JSON payload broken at its top level or after it is plain data") {
+    const std::string body = big_array(limits::small_json_bytes * 2);
+    for (const std::string& p :
+         {R"({"event":"x","data":)" + body + R"(, garbage)",
+          R"({"event":"x","data":)" + body + "} trailing", R"({"event":"x","data":)" + body,
+          R"({"data":)" + body + R"(,"event":"x")", R"({"data":)" + body + R"(,"event":"x",})"}) {
+        CAPTURE(p.substr(p.size() - 20));
+        CHECK(build_sse_frame(p) == "data: " + p + "\n\n");
+    }
+}
+
+TEST_CASE("a large multi-line JSON payload: fields first, then one data line per line") {
+    std::string p = "{\n\"a\": [\n";
+    for (int i = 0; i < 20'000; ++i) p.append(std::to_string(i)).append(i % 3 ? ",\n" : ",\r\n");
+    p.append("0\r],\r\"id\": \"z\"\n}");
+    REQUIRE(p.size() > limits::small_json_bytes);
+    CHECK(build_sse_frame(p) == dom_reference_frame(p));
+    CHECK(build_sse_frame(p).starts_with("id: z\ndata: {\ndata: \"a\": [\ndata: 0,\ndata: 1,\n"));
+    CHECK(make_sse_frame(p, 1)->bytes() == dom_reference_frame(p));
 }
 
 TEST_CASE("registration_comment lists the channels joined by comma and space") {
