@@ -88,6 +88,8 @@ private:
     // A refusal the client should retry (capacity, Redis not ready): 200 + `retry:` for an
     // EventSource, 503 + Retry-After for anyone else. Counted by `why`.
     enum class refusal : std::uint8_t { capacity, channels, redis };
+    template <class Make>
+    void send_final(connection& c, std::uint32_t id, Make&& make) noexcept;
     void refuse(connection& c, std::uint32_t id, refusal why) noexcept;
     [[nodiscard]] std::string metrics_text() const;
     [[nodiscard]] bool live() const noexcept;

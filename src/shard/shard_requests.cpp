@@ -85,10 +85,17 @@ void shard::answer_and_close(connection& c, std::uint32_t id, int status,
                              std::string_view body) noexcept {
     if (status >= 400) _metrics.conns_rejected.bump();
     if (status == 408) _metrics.request_timeouts.bump();
+    send_final(c, id, [&] { return simple_response(status, body); });
+}
+
+// Queues the one answer `make()` builds, after which the connection closes. An answer
+// that can't be allocated closes the connection at once.
+template <class Make>
+void shard::send_final(connection& c, std::uint32_t id, Make&& make) noexcept {
     c.request = {};
     c.state = conn_state::closing_after_send;
     try {
-        (void)c.enqueue(frame_ref::make(simple_response(status, body)), SIZE_MAX);
+        (void)c.enqueue(frame_ref::make(make()), SIZE_MAX);
     } catch (const std::bad_alloc&) {
         close_conn(c, id, close_reason::client_gone);
         return;
@@ -121,15 +128,7 @@ void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
     auto hi = static_cast<std::uint32_t>(limits::refusal_retry_max.count());
     std::uint32_t retry_ms = lo + static_cast<std::uint32_t>(_rng() % (hi - lo + 1));
     _metrics.conns_rejected.bump();
-    c.request = {};
-    c.state = conn_state::closing_after_send;
-    try {
-        (void)c.enqueue(frame_ref::make(retry_response(retry_ms, reason)), SIZE_MAX);
-    } catch (const std::bad_alloc&) {
-        close_conn(c, id, close_reason::client_gone);
-        return;
-    }
-    if (!c.send_inflight) start_send(c, id);
+    send_final(c, id, [&] { return retry_response(retry_ms, reason); });
 }
 
 bool shard::live() const noexcept {

@@ -2,8 +2,7 @@
 // page served by nginx; its EventSource receives through deploy/nginx/jugglite.conf.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Stack, waitFor } from './harness.mjs';
+import { Stack, launchChromium, waitFor } from './harness.mjs';
 
 const stack = new Stack();
 let browser;
@@ -11,11 +10,7 @@ let page;
 
 before(async () => {
   await stack.start();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
 });
 

@@ -3,19 +3,14 @@
 // EventSource keeps retrying and gets in once there is room. Through the shipped nginx config.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { Stack, rawStream, sleep, waitFor } from './harness.mjs';
+import { Stack, launchChromium, rawStream, sleep, waitFor } from './harness.mjs';
 
 const stack = new Stack({ args: ['--max-conns', '1'] });
 let browser;
 
 before(async () => {
   await stack.start();
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

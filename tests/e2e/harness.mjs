@@ -1,6 +1,7 @@
 // The real parts for the e2e tests: a redis-server and jugglite on free ports/sockets,
 // and Debian's nginx running deploy/nginx/jugglite.conf in front of them.
 import { spawn, execFileSync } from 'node:child_process';
+import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -166,4 +167,14 @@ export function rawStream(port, target) {
     },
     close: () => sock.destroy(),
   };
+}
+
+// Debian's headless Chromium, started as the machine's closed network needs (no background
+// networking, no component updates).
+export function launchChromium() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
 }

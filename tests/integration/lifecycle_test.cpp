@@ -13,23 +13,7 @@ using namespace test;
 
 namespace {
 
-std::string http_get(int port, std::string_view target) {
-    auto c = raw_client::tcp(port);
-    c.get(target);
-    c.read_until_closed(5s);
-    return c.received();
-}
-
 bool healthy(int port) { return http_get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"); }
-
-long long metric(int port, std::string_view name) {
-    std::string body = http_get(port, "/metrics");
-    auto p = body.find("\n" + std::string(name) + " ");
-    if (p == std::string::npos) p = body.find("\r\n\r\n" + std::string(name) + " ");
-    if (p == std::string::npos) return -1;
-    p = body.find(' ', p + 1);
-    return std::stoll(body.substr(p + 1));
-}
 
 }  // namespace
 

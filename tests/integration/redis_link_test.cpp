@@ -13,24 +13,8 @@ using namespace test;
 
 namespace {
 
-std::string http_get(int port, std::string_view target, bool event_stream = false) {
-    auto c = raw_client::tcp(port);
-    if (event_stream) c.get(target);
-    else c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n\r\n");
-    c.read_until_closed(5s);
-    return c.received();
-}
-
 bool ok(int port, std::string_view path) { return http_get(port, path).starts_with("HTTP/1.1 200 OK\r\n"); }
 
-long long metric(int port, std::string_view name) {
-    std::string body = http_get(port, "/metrics");
-    for (std::string prefix : {"\n", "\r\n\r\n"}) {
-        auto p = body.find(prefix + std::string(name) + " ");
-        if (p != std::string::npos) return std::stoll(body.substr(p + prefix.size() + name.size() + 1));
-    }
-    return -1;
-}
 
 // An answer that an EventSource retries: 200, the stream's content type, `retry:`, close.
 void check_retry_answer(const std::string& r, std::string_view reason) {

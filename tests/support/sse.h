@@ -19,6 +19,26 @@ inline bool wait_numsub(redis_client& redis, std::string_view channel, long long
     return eventually([&] { return redis.numsub(channel) == count; });
 }
 
+// GETs `target` on a fresh connection and returns everything until the server closes.
+// With `event_stream` the request says Accept: text/event-stream, as an EventSource does.
+inline std::string http_get(int port, std::string_view target, bool event_stream = false) {
+    auto c = raw_client::tcp(port);
+    if (event_stream) c.get(target);
+    else c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.read_until_closed(5s);
+    return c.received();
+}
+
+// The value of counter `name` in /metrics, or -1 if it is missing.
+inline long long metric(int port, std::string_view name) {
+    std::string body = http_get(port, "/metrics");
+    for (std::string prefix : {"\n", "\r\n\r\n"}) {
+        auto p = body.find(prefix + std::string(name) + " ");
+        if (p != std::string::npos) return std::stoll(body.substr(p + prefix.size() + name.size() + 1));
+    }
+    return -1;
+}
+
 // Opens a stream on `target` and waits for its registration comment.
 inline raw_client open_stream(int port, std::string_view target) {
     auto c = raw_client::tcp(port);
