@@ -1,5 +1,6 @@
 #include "net/ring.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -16,16 +17,20 @@ std::expected<ring, std::string> ring::create(unsigned sq_entries, unsigned cq_e
     int rc = io_uring_queue_init_params(sq_entries, &r._ring, &p);
     if (rc < 0) return std::unexpected(fmt::format("io_uring_queue_init: {}", std::strerror(-rc)));
     r._live = true;
+    if (const char* every = std::getenv("JUGGLITE_FAILPOINT_SQE"))
+        r._fail_every = static_cast<unsigned>(std::strtoul(every, nullptr, 10));
     return r;
 }
 
-ring::ring(ring&& o) noexcept : _ring(o._ring), _live(std::exchange(o._live, false)) {}
+ring::ring(ring&& o) noexcept
+    : _ring(o._ring), _live(std::exchange(o._live, false)), _fail_every(o._fail_every), _calls(o._calls) {}
 
 ring::~ring() {
     if (_live) io_uring_queue_exit(&_ring);
 }
 
 io_uring_sqe* ring::sqe() noexcept {
+    if (_fail_every != 0 && ++_calls % _fail_every == 0) return nullptr;
     io_uring_sqe* s = io_uring_get_sqe(&_ring);
     if (s) return s;
     // The SQ is full mid-batch: push this part of the batch to the kernel and continue.

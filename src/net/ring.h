@@ -22,7 +22,9 @@ public:
     ~ring();
 
     // A free SQE. When the SQ is full it submits what is queued first, so it only
-    // returns nullptr if the kernel refuses the submission (logged by the caller).
+    // returns nullptr if the kernel refuses the submission (-EAGAIN/-EBUSY under memory
+    // pressure). For tests of that path, JUGGLITE_FAILPOINT_SQE=N in the environment makes
+    // every Nth call return nullptr as if the kernel had refused.
     [[nodiscard]] io_uring_sqe* sqe() noexcept;
 
     // Submits queued SQEs and waits for at least one completion or `timeout`.
@@ -67,6 +69,8 @@ private:
     ring() = default;
     io_uring _ring{};
     bool _live = false;
+    unsigned _fail_every = 0;  // the failpoint above; 0: off
+    unsigned _calls = 0;
 };
 
 static_assert(std::is_nothrow_move_constructible_v<ring>);

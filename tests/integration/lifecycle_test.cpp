@@ -235,3 +235,34 @@ TEST_CASE("--max-conns is reached when the open-file limit caps each ring's tabl
     clients.clear();
     CHECK(eventually([&] { return metric(server.port(), "connections_open") == 0; }));
 }
+
+TEST_CASE("when the kernel refuses submissions, operations wait for the next loop turn and nothing is lost") {
+    // JUGGLITE_FAILPOINT_SQE=3: every third SQE request fails as an -EAGAIN submission would.
+    jugglite_server server({"--shards", "2"}, shared_redis().url(), {"JUGGLITE_FAILPOINT_SQE=3"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("deferred");
+    constexpr int n = 300, messages = 20;
+    std::vector<raw_client> clients;
+    clients.reserve(n);
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(raw_client::tcp(server.port()));
+        clients.back().get("/stream?channel=" + ch);
+    }
+    int registered = 0;
+    for (auto& c : clients) registered += c.read_until(": registered to channels: " + ch + "\n") ? 1 : 0;
+    CHECK(registered == n);
+    for (int m = 0; m < messages; ++m) redis.publish(ch, "m" + std::to_string(m));
+    int complete = 0;
+    for (auto& c : clients) complete += c.read_until("data: m" + std::to_string(messages - 1) + "\n\n") ? 1 : 0;
+    CHECK(complete == n);
+    for (auto& c : clients) {
+        std::size_t frames = 0;
+        for (std::size_t p = 0; (p = c.received().find("data: m", p)) != std::string::npos; ++p) ++frames;
+        CHECK(frames == messages);
+    }
+    CHECK(metric(server.port(), "submissions_deferred") > 0);
+    CHECK(http_get(server.port(), "/readyz").starts_with("HTTP/1.1 200 OK\r\n"));
+    clients.clear();
+    CHECK(eventually([&] { return metric(server.port(), "connections_open") == 0; }));
+    CHECK(server.process().poll_exit() == std::nullopt);  // never aborted
+}
