@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/request_router.h"
 #include "net/listener.h"
 #include "redis/redis_subscriber.h"
 #include "shard/shard_set.h"
@@ -129,8 +130,7 @@ config parse_config(const cxxopts::ParseResult& r) {
     if (r.count("path")) {
         cfg.path = r["path"].as<std::string>();
         if (!cfg.path->starts_with('/')) throw usage_error("--path must start with '/'");
-        if (*cfg.path == "/healthz" || *cfg.path == "/readyz" || *cfg.path == "/livez" ||
-            *cfg.path == "/metrics")
+        if (reserved_route(*cfg.path))
             throw usage_error(fmt::format("--path {} is reserved", *cfg.path));
     }
     if (r.count("allowed-channels"))

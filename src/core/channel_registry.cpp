@@ -15,7 +15,7 @@ channel_registry::added channel_registry::add(std::string_view name, subscriber 
 
 channel_registry::removed channel_registry::remove(channel_entry* entry, std::uint32_t pos) {
     auto& subs = entry->subscribers;
-    removed r{std::nullopt, false};
+    removed r{std::nullopt, false, {}};
     if (pos + 1 != subs.size()) {
         subs[pos] = subs.back();
         r.moved = subs[pos];
@@ -23,7 +23,7 @@ channel_registry::removed channel_registry::remove(channel_entry* entry, std::ui
     subs.pop_back();
     if (subs.empty()) {
         r.last = true;
-        _channels.erase(_channels.find(entry->name));  // frees entry
+        r.name = std::move(_channels.extract(_channels.find(entry->name)).key());  // frees entry
     } else if (subs.capacity() > 64 && subs.size() < subs.capacity() / 4) {
         subs.shrink_to_fit();  // give back memory after a mass disconnect
     }

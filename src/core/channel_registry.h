@@ -47,9 +47,10 @@ public:
     struct removed {
         std::optional<subscriber> moved;  // now at the removed position: update its pos
         bool last;                        // the channel is gone from this table
+        std::string name;                 // when `last`: the gone channel's name
     };
     // Removes the subscriber at `pos` of `entry` by swapping the last one into its place.
-    // When `last` is true `entry` has been freed.
+    // When `last` is true `entry` has been freed and its name moved into the result.
     [[nodiscard]] removed remove(channel_entry* entry, std::uint32_t pos);
 
     // nullptr if no local connection wants `name`.

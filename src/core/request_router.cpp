@@ -25,12 +25,17 @@ std::string_view status_text(int status) {
 
 }  // namespace
 
+std::optional<route> reserved_route(std::string_view path) {
+    if (path == "/healthz" || path == "/readyz") return health_route{health_route::readiness};
+    if (path == "/livez") return health_route{health_route::liveness};
+    if (path == "/metrics") return metrics_route{};
+    return std::nullopt;
+}
+
 route route_request(const http_request& req, const config& cfg) {
     bool head = req.method == "HEAD";
     if (req.method != "GET" && !head) return http_error{405, "only GET and HEAD are allowed"};
-    if (req.path == "/healthz" || req.path == "/readyz") return health_route{health_route::readiness};
-    if (req.path == "/livez") return health_route{health_route::liveness};
-    if (req.path == "/metrics") return metrics_route{};
+    if (auto reserved = reserved_route(req.path)) return *reserved;
     if (cfg.path && req.path != *cfg.path) return http_error{404, "not found"};
 
     auto channels = parse_channels(req.query);

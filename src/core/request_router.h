@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -24,6 +25,10 @@ struct health_route {
 struct metrics_route {};
 
 using route = std::variant<stream_route, health_route, metrics_route, http_error>;
+
+// The answer a reserved path (/healthz, /readyz, /livez, /metrics) gets, on any --path;
+// nullopt for every other path.
+[[nodiscard]] std::optional<route> reserved_route(std::string_view path);
 
 // Routes `req` under `cfg`: 405 for methods other than GET/HEAD, /healthz, /readyz,
 // /livez and /metrics are reserved, 404 when --path is set and does not match, 400 for a bad channel list.

@@ -71,14 +71,7 @@ void redis_subscriber::run() noexcept {
         flush_notices();
         drain_control(now);
         if (_link == link_state::live) {
-            if (auto gone = _table.expire(now); !gone.empty()) {
-                for (std::size_t i = 0; i < gone.size(); i += limits::redis_subscribe_batch) {
-                    auto end = std::min(gone.size(), i + limits::redis_subscribe_batch);
-                    send(command::unsubscribe, {std::make_move_iterator(gone.begin() + i),
-                                                std::make_move_iterator(gone.begin() + end)},
-                         now);
-                }
-            }
+            send_batched(command::unsubscribe, _table.expire(now), now);
             if (now >= _next_ping_ms) {
                 send(command::ping, {}, now);
                 _next_ping_ms = now + limits::redis_ping_interval.count();
@@ -154,7 +147,7 @@ void redis_subscriber::go_live(std::int64_t now) noexcept {
     _ever_live = true;
     _failures = 0;
     set_state(redis_status::resubscribing);
-    send_subscribes(std::move(channels), now);
+    send_batched(command::subscribe, std::move(channels), now);
     send(command::resync_ping, {}, now);
 }
 
@@ -216,22 +209,26 @@ void redis_subscriber::check_deadlines(std::int64_t now) noexcept {
 void redis_subscriber::send(command::kind_t kind, std::vector<std::string> channels,
                             std::int64_t now) noexcept {
     if (!_ctx) return;
-    std::vector<std::string> full;  // the arguments as Redis sees them
     std::string_view verb;
     switch (kind) {
-        case command::auth: verb = "AUTH"; full = channels; channels.clear(); break;
+        case command::auth: verb = "AUTH"; break;
         case command::subscribe: verb = "SUBSCRIBE"; break;
         case command::unsubscribe: verb = "UNSUBSCRIBE"; break;
         case command::ping:
         case command::resync_ping: verb = "PING"; break;
     }
-    if (kind == command::subscribe || kind == command::unsubscribe) {
+    // The arguments as Redis sees them: channel names get the namespace, when there is one.
+    const bool prefixed = !_cfg.namespace_prefix.empty() &&
+                          (kind == command::subscribe || kind == command::unsubscribe);
+    std::vector<std::string> full;
+    if (prefixed) {
         full.reserve(channels.size());
         for (const auto& c : channels) full.push_back(_cfg.namespace_prefix + c);
     }
+    const auto& args = prefixed ? full : channels;
     std::vector<const char*> argv{verb.data()};
     std::vector<std::size_t> lens{verb.size()};
-    for (const auto& a : full) {
+    for (const auto& a : args) {
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
@@ -240,14 +237,18 @@ void redis_subscriber::send(command::kind_t kind, std::vector<std::string> chann
         disconnect(_ctx->errstr);
         return;
     }
+    // The FIFO keeps channel names only; AUTH's credentials are not kept.
+    if (kind == command::auth) channels.clear();
     _fifo.push_back(command{kind, std::move(channels), 0, now});
     _write_pending = true;
 }
 
-void redis_subscriber::send_subscribes(std::vector<std::string> channels, std::int64_t now) noexcept {
+// SUBSCRIBE or UNSUBSCRIBE `channels` in commands of at most limits::redis_subscribe_batch.
+void redis_subscriber::send_batched(command::kind_t kind, std::vector<std::string> channels,
+                                    std::int64_t now) noexcept {
     for (std::size_t i = 0; i < channels.size(); i += limits::redis_subscribe_batch) {
         auto end = std::min(channels.size(), i + limits::redis_subscribe_batch);
-        send(command::subscribe,
+        send(kind,
              {std::make_move_iterator(channels.begin() + i), std::make_move_iterator(channels.begin() + end)},
              now);
     }
@@ -444,7 +445,7 @@ void redis_subscriber::drain_control(std::int64_t now) noexcept {
             }
         }
     }
-    send_subscribes(std::move(to_subscribe), now);
+    send_batched(command::subscribe, std::move(to_subscribe), now);
 }
 
 void redis_subscriber::notify(shard_mask shards, channel_notice::kind_t kind,

@@ -66,7 +66,7 @@ private:
 
     // Commands.
     void send(command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
-    void send_subscribes(std::vector<std::string> channels, std::int64_t now) noexcept;
+    void send_batched(command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
     void flush_writes() noexcept;
 
     // Replies.

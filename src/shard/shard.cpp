@@ -83,21 +83,19 @@ std::expected<void, std::string> shard::setup() {
 // queued on every ring and collect their completions. It sleeps only when no ring has a
 // completion and no queue has an entry (see sleep()).
 void shard::loop() noexcept {
-    bool stopping = false;
     std::int64_t drain_deadline = 0;
     while (true) {
         _now_ms = monotonic_ms();
-        if (!stopping && _env.stop->load(std::memory_order_acquire)) {
-            stopping = true;
+        if (!_stopping && _env.stop->load(std::memory_order_acquire)) {
             drain_deadline = _now_ms + limits::shutdown_drain.count();
             begin_stop();
         }
-        if (stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
+        if (_stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
 
         _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
         retry_deferred();
         flush_control();
-        if (!stopping) {
+        if (!_stopping) {
             drain_notices();
             drain_messages();
         }
@@ -113,7 +111,7 @@ void shard::loop() noexcept {
                 log::error("shard {}: io_uring_enter: {}", _id, std::strerror(-rc));
             completions += _units[u].io->drain([this, u](const io_uring_cqe& cqe) { handle(u, cqe); });
         }
-        if (completions == 0 && !work_queued(stopping)) sleep(stopping);
+        if (completions == 0 && !work_queued()) sleep();
     }
     if (_live != 0) log::warn("shard {}: {} connections still closing at exit", _id, _live);
     // Tear the rings down on their own thread (SINGLE_ISSUER): buffers first, then each
@@ -124,15 +122,15 @@ void shard::loop() noexcept {
     }
 }
 
-bool shard::work_queued(bool stopping) const noexcept {
-    return !stopping && (!_link.to_shard.empty() || !_link.notices.empty());
+bool shard::work_queued() const noexcept {
+    return !_stopping && (!_link.to_shard.empty() || !_link.notices.empty());
 }
 
 // Sleeps until a ring has work, the redis thread pushes, or the next tick. While the loop
 // runs, the rings don't signal the eventfd (that would cost a write per completion
 // batch); they are told to before the last look, so work that arrives after the look
 // always comes with a signal, like the redis thread's pushes after set_sleeping().
-void shard::sleep(bool stopping) noexcept {
+void shard::sleep() noexcept {
     _link.shard_wake.set_sleeping();
     bool ready = false;
     for (auto& unit : _units) {
@@ -140,7 +138,9 @@ void shard::sleep(bool stopping) noexcept {
         (void)unit.io->submit_and_get_events();  // runs work deferred while signals were off
         ready |= unit.io->cq_ready() > 0;
     }
-    if (!ready && !work_queued(stopping) && stopping == _env.stop->load(std::memory_order_acquire)) {
+    // A stop requested since the loop's look is taken on the next turn, not slept through.
+    const bool stop_pending = !_stopping && _env.stop->load(std::memory_order_acquire);
+    if (!ready && !work_queued() && !stop_pending) {
         pollfd p{_link.shard_eventfd, POLLIN, 0};
         auto wait = std::max<std::int64_t>(1, _next_tick_ms - _now_ms);
         if (::poll(&p, 1, static_cast<int>(wait)) > 0) {

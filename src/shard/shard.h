@@ -18,6 +18,7 @@
 
 #include "core/channel_registry.h"
 #include "core/config.h"
+#include "core/http_request.h"
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "net/buf_ring.h"
@@ -54,8 +55,8 @@ public:
 private:
     [[nodiscard]] std::expected<void, std::string> setup();
     void loop() noexcept;
-    [[nodiscard]] bool work_queued(bool stopping) const noexcept;
-    void sleep(bool stopping) noexcept;
+    [[nodiscard]] bool work_queued() const noexcept;
+    void sleep() noexcept;
     void begin_stop() noexcept;
 
     // One ring and what is kept per ring.
@@ -68,6 +69,8 @@ private:
     };
     [[nodiscard]] ring& ring_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].io; }
     [[nodiscard]] buf_ring& bufs_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].bufs; }
+    // A ring's share of connections: its table minus the spare slots.
+    [[nodiscard]] std::uint32_t usable_slots() const noexcept { return _conns.slots() - limits::spare_slots; }
     // The direct descriptor of connection `id` in its ring.
     [[nodiscard]] static int fd_of(std::uint32_t id) noexcept { return static_cast<int>(conn_id::slot(id)); }
 
@@ -80,7 +83,7 @@ private:
 
     // Request side (shard_requests.cpp).
     void on_request_bytes(connection& c, std::uint32_t id) noexcept;
-    void dispatch(connection& c, std::uint32_t id, std::string_view request);
+    void dispatch(connection& c, std::uint32_t id, const http_request& req);
     void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
     void answer_and_close(connection& c, std::uint32_t id, int status,
@@ -101,7 +104,8 @@ private:
     void on_channel_ready(std::string_view name) noexcept;
     void on_channel_refused(const channel_notice& n) noexcept;
     void on_link_down() noexcept;
-    void drop_channel(connection& c, std::uint32_t id, std::uint16_t k) noexcept;
+    void unjoin(const membership& m) noexcept;
+    void drop_channel(connection& c, std::uint16_t k) noexcept;
     void leave_channels(connection& c) noexcept;
     void send_control(control_message::kind_t kind, const std::string& channel) noexcept;
     void flush_control() noexcept;
@@ -151,7 +155,7 @@ private:
     // backlog is bounded by the channels this shard touched, and drains in FIFO order.
     std::deque<std::string> _control_order;
     std::unordered_map<std::string, control_message::kind_t, string_hash, std::equal_to<>> _control_backlog;
-    bool _stopping = false;  // set once at shutdown: channel teardown is skipped
+    bool _stopping = false;  // set by begin_stop(): no accepts, no fan-out, no channel teardown
     std::minstd_rand _rng;   // jitter for retry answers
     frame_ref _keepalive;
     std::int64_t _last_accept_log_ms = 0;

@@ -82,7 +82,7 @@ void shard::on_channel_refused(const channel_notice& n) noexcept {
             continue;
         }
         const bool counted = c.state == conn_state::registering && !entry->ready;
-        drop_channel(c, s.conn, s.slot_in_conn);
+        drop_channel(c, s.slot_in_conn);
         _metrics.channels_dropped.bump();
         if (c.state == conn_state::streaming) {
             // The stream goes on with its other channels; tell the client which one it lost.
@@ -115,33 +115,27 @@ void shard::on_link_down() noexcept {
     });
 }
 
-// Removes membership `k` of `c`, keeping the order of the others (the registration
-// comment lists them in the order asked), and re-points the registry at the moved ones.
-void shard::drop_channel(connection& c, std::uint32_t id, std::uint16_t k) noexcept {
-    (void)id;
-    membership m = c.channels[k];
-    std::string name;
-    const bool last = m.entry->subscribers.size() == 1;
-    if (last) name = m.entry->name;  // the entry dies below
+// Takes `c` out of the channel of membership `m`: the registry's swap-remove re-points
+// the subscriber it moved, and the shard's last subscriber leaving is reported.
+void shard::unjoin(const membership& m) noexcept {
     auto r = _channels.remove(m.entry, m.pos);
     if (r.moved) _conns[r.moved->conn].channels[r.moved->slot_in_conn].pos = m.pos;
+    if (r.last) send_control(control_message::unsubscribe, r.name);
+}
+
+// Removes membership `k` of `c`, keeping the order of the others (the registration
+// comment lists them in the order asked), and re-points the registry at the moved ones.
+void shard::drop_channel(connection& c, std::uint16_t k) noexcept {
+    unjoin(c.channels[k]);
     c.channels.erase(c.channels.begin() + k);
     for (std::size_t j = k; j < c.channels.size(); ++j)
         c.channels[j].entry->subscribers[c.channels[j].pos].slot_in_conn = static_cast<std::uint16_t>(j);
-    if (r.last) send_control(control_message::unsubscribe, name);
 }
 
 void shard::leave_channels(connection& c) noexcept {
     // At shutdown the whole table goes at once; nothing reads it any more.
-    if (!_stopping) {
-        for (const membership& m : c.channels) {
-            std::string name;
-            if (m.entry->subscribers.size() == 1) name = m.entry->name;  // entry dies below
-            auto r = _channels.remove(m.entry, m.pos);
-            if (r.moved) _conns[r.moved->conn].channels[r.moved->slot_in_conn].pos = m.pos;
-            if (r.last) send_control(control_message::unsubscribe, name);
-        }
-    }
+    if (!_stopping)
+        for (const membership& m : c.channels) unjoin(m);
     c.channels = {};
     c.unconfirmed = 0;
 }

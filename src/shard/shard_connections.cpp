@@ -33,7 +33,7 @@ void shard::arm_accept(std::uint32_t u) noexcept {
 void shard::top_up_accepts() noexcept {
     if (_stopping || _now_ms < _accept_retry_ms) return;
     const std::uint32_t slots = _conns.slots();
-    const std::uint32_t usable = slots - limits::spare_slots;
+    const std::uint32_t usable = usable_slots();
     auto free_for = [&](const ring_unit& unit, std::uint32_t limit) {
         std::uint32_t taken = unit.live + unit.accepts;
         return taken < limit ? limit - taken : 0u;
@@ -84,7 +84,6 @@ void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
 // Takes the socket in slot `slot` of ring `u` as a new connection: admission, then
 // reading its request.
 void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
-    const bool stopping = _env.stop->load(std::memory_order_relaxed);
     ring_unit& unit = _units[u];
     const std::uint32_t id = conn_id::make(u, slot);
     connection* cp;
@@ -105,7 +104,7 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
     ++unit.live;
     unit.high_water = std::max(unit.high_water, slot + 1);
     arm_recv(c, id);
-    if (stopping) {
+    if (_stopping) {
         close_conn(c, id, close_reason::server_stopping);
         return;
     }
@@ -113,7 +112,7 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
     // the spare slots). A client over either is not counted; it is still read, so that
     // its answer can depend on what it asked for (an EventSource gets a retry it will
     // follow, see refuse()), and /readyz, /livez and /metrics are still answered at capacity.
-    if (unit.live > _conns.slots() - limits::spare_slots) return;
+    if (unit.live > usable_slots()) return;
     if (_env.open_conns->fetch_add(1, std::memory_order_relaxed) >= _env.cfg->max_conns) {
         _env.open_conns->fetch_sub(1, std::memory_order_relaxed);
         return;

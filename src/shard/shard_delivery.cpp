@@ -50,9 +50,9 @@ void shard::start_queued_sends() noexcept {
 }
 
 void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcept {
-    // Past the cap the connection is already listed in _to_close: take nothing more.
-    if (c.state != conn_state::streaming || c.pending_bytes() > _env.cfg->max_pending_bytes)
-        return;
+    // A connection refused here is closed before the next message reaches it (see
+    // close_slow_consumers), so enqueue's answer is the only check of the cap.
+    if (c.state != conn_state::streaming) return;
     // Outside a send, frames wait only while the connection is listed in _to_send: list it
     // with its first one.
     const bool first_waiting = !c.send_inflight && !c.has_pending();

@@ -17,7 +17,7 @@ void shard::on_request_bytes(connection& c, std::uint32_t id) noexcept {
         return;
     }
     try {
-        dispatch(c, id, c.request);
+        dispatch(c, id, std::get<http_request>(parsed));
     } catch (const std::bad_alloc&) {
         // Fail this one connection; the shard goes on.
         if (c.state == conn_state::reading) answer_and_close(c, id, 503, "out of memory");
@@ -25,10 +25,8 @@ void shard::on_request_bytes(connection& c, std::uint32_t id) noexcept {
     }
 }
 
-// May throw std::bad_alloc; the caller fails the connection.
-void shard::dispatch(connection& c, std::uint32_t id, std::string_view bytes) {
-    const parse_result parsed = parse_request(bytes);
-    const auto& req = std::get<http_request>(parsed);
+// `req` points into c.request. May throw std::bad_alloc; the caller fails the connection.
+void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     c.wants_event_stream = req.wants_event_stream();
     route r = route_request(req, *_env.cfg);
     c.request = {};  // the views into it are dead from here on

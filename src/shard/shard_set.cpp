@@ -60,9 +60,7 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     }
 
     auto plan = plan_rings(cfg.max_conns, cfg.shards, raise_nofile_limit());
-    set->_rings = plan.rings;
-    set->_slots = plan.slots;
-    set->_capacity = plan.capacity;
+    set->_plan = plan;
     if (plan.capacity < cfg.max_conns)
         log::warn("{} shards x {} rings x {} slots hold {} connections, fewer than --max-conns {}",
                   cfg.shards, plan.rings, plan.slots, plan.capacity, cfg.max_conns);

@@ -48,16 +48,14 @@ public:
     // Sets `stop`, wakes every shard and joins them.
     void join() noexcept;
     // Connections held at most (see ring_plan), and the plan behind it.
-    [[nodiscard]] std::uint64_t capacity() const noexcept { return _capacity; }
-    [[nodiscard]] std::uint32_t rings_per_shard() const noexcept { return _rings; }
-    [[nodiscard]] std::uint32_t slots_per_ring() const noexcept { return _slots; }
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return _plan.capacity; }
+    [[nodiscard]] std::uint32_t rings_per_shard() const noexcept { return _plan.rings; }
+    [[nodiscard]] std::uint32_t slots_per_ring() const noexcept { return _plan.slots; }
 
 private:
     shard_set() = default;
     unsigned _count = 0;
-    std::uint64_t _capacity = 0;
-    std::uint32_t _rings = 0;
-    std::uint32_t _slots = 0;
+    ring_plan _plan{};
     std::unique_ptr<shard_link[]> _links;
     std::unique_ptr<shard_metrics[]> _metrics;
     std::vector<unique_fd> _listeners;
