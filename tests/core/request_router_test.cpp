@@ -87,15 +87,9 @@ TEST_CASE("/readyz and /healthz are readiness, /livez is liveness") {
 }
 
 TEST_CASE("retry_response: a 200 stream an EventSource retries after retry_ms") {
+    // The stream head (pinned byte for byte by the stream_response tests), the reason, the retry.
     CHECK(retry_response(2500, "connection limit reached") ==
-          "HTTP/1.1 200 OK\r\n"
-          "Content-Type: text/event-stream;charset=utf-8\r\n"
-          "Cache-Control: no-cache\r\n"
-          "X-Accel-Buffering: no\r\n"
-          "Connection: close\r\n"
-          "\r\n"
-          ": connection limit reached\n"
-          "retry: 2500\n\n");
+          stream_response({{}, true}) + ": connection limit reached\n" + "retry: 2500\n\n");
 }
 
 TEST_CASE("--path restricts streaming to one exact path") {

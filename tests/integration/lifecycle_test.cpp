@@ -11,12 +11,6 @@
 
 using namespace test;
 
-namespace {
-
-bool healthy(int port) { return http_get(port, "/healthz").starts_with("HTTP/1.1 200 OK\r\n"); }
-
-}  // namespace
-
 TEST_CASE("Redis restarted mid-stream: streams stay open and later messages arrive") {
     redis_server own_redis;
     jugglite_server server({}, own_redis.url());
@@ -28,10 +22,10 @@ TEST_CASE("Redis restarted mid-stream: streams stay open and later messages arri
         redis.publish(ch, "before");
         REQUIRE(c.read_until("data: before\n\n"));
     }
-    CHECK(healthy(server.port()));
+    CHECK(answers_200(server.port(), "/healthz"));
 
     own_redis.stop();
-    CHECK(eventually([&] { return !healthy(server.port()); }));
+    CHECK(eventually([&] { return !answers_200(server.port(), "/healthz"); }));
     std::string health = http_get(server.port(), "/healthz");
     CHECK(health.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
     CHECK(health.find("redis subscriber is ") != std::string::npos);
@@ -40,7 +34,7 @@ TEST_CASE("Redis restarted mid-stream: streams stay open and later messages arri
     own_redis.start();
     redis_client redis(own_redis.port());
     REQUIRE(wait_numsub(redis, ch));  // re-subscribed after reconnecting
-    CHECK(eventually([&] { return healthy(server.port()); }));
+    CHECK(eventually([&] { return answers_200(server.port(), "/healthz"); }));
     CHECK(redis.publish(ch, "after") == 1);
     CHECK(c.read_until("data: after\n\n"));
     CHECK(server.log().find("reconnected to") != std::string::npos);
@@ -54,7 +48,7 @@ TEST_CASE("Redis down at start: a stream waits, and registers once Redis appears
     auto ch = unique_channel();
     auto c = raw_client::tcp(server.port());
     c.get("/stream?channel=" + ch);
-    CHECK_FALSE(healthy(server.port()));
+    CHECK_FALSE(answers_200(server.port(), "/healthz"));
     CHECK_FALSE(c.read_until("registered", 300ms));
     redis_server late(port);
     CHECK(c.read_until(": registered to channels: " + ch + "\n", 20s));
@@ -62,7 +56,7 @@ TEST_CASE("Redis down at start: a stream waits, and registers once Redis appears
     REQUIRE(wait_numsub(redis, ch));
     CHECK(redis.publish(ch, "late") == 1);
     CHECK(c.read_until("data: late\n\n"));
-    CHECK(eventually([&] { return healthy(server.port()); }));
+    CHECK(eventually([&] { return answers_200(server.port(), "/healthz"); }));
 }
 
 TEST_CASE("SIGTERM closes the streams and exits 0") {
@@ -86,27 +80,18 @@ TEST_CASE("SIGINT also exits 0") {
 }
 
 TEST_CASE("2,000 concurrent streams on 2 shards all receive a broadcast") {
-    rlimit lim{};
-    getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-    REQUIRE(lim.rlim_cur > 2100);
+    const rlim_t nofile = raise_nofile_limit();
+    REQUIRE(nofile > 2100);
 
     jugglite_server server({"--shards", "2"});
     redis_client redis(shared_redis().port());
     auto ch = unique_channel("broadcast");
     constexpr int n = 2000;
-    std::vector<raw_client> clients;
-    clients.reserve(n);
-    for (int i = 0; i < n; ++i) {
-        clients.push_back(raw_client::tcp(server.port()));
-        clients.back().get("/stream?channel=" + ch);
-    }
+    auto clients = start_streams(server.port(), "/stream?channel=" + ch, n);
     for (auto& c : clients) REQUIRE(c.read_until(": registered to channels: " + ch + "\n"));
     REQUIRE(wait_numsub(redis, ch));
     CHECK(redis.publish(ch, "to everyone") == 1);
-    int got = 0;
-    for (auto& c : clients) got += c.read_until("data: to everyone\n\n", 10s) ? 1 : 0;
+    int got = count_reading(clients, "data: to everyone\n\n", 10s);
     CHECK(got == n);
     CHECK(metric(server.port(), "connections_open") == n);
     clients.clear();
@@ -191,7 +176,7 @@ TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --vers
         jugglite_server server({"--port", std::to_string(port), "--address", "127.0.0.1"},
                                shared_redis().url(), {"JUGGLITE_NAMESPACE=envns:"});
         CHECK(server.log().find("namespace='envns:'") != std::string::npos);
-        CHECK(healthy(port));
+        CHECK(answers_200(port, "/healthz"));
     }
     {
         int env_port = free_port();
@@ -204,31 +189,21 @@ TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --vers
 TEST_CASE("--max-conns is reached when the open-file limit caps each ring's table far below it") {
     // RLIMIT_NOFILE 300 caps a ring's table at 236 slots: 1,200 streams over 2 shards need
     // several rings per shard, and the uneven SO_REUSEPORT spread must not refuse any.
-    rlimit lim{};
-    getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
-    REQUIRE(lim.rlim_cur > 1300);
+    const rlim_t nofile = raise_nofile_limit();
+    REQUIRE(nofile > 1300);
     jugglite_server server({"--shards", "2", "--max-conns", "1200"}, shared_redis().url(), {}, 300);
     INFO(server.log());
     CHECK(server.log().find("capacity 1200 connections") != std::string::npos);
     redis_client redis(shared_redis().port());
     auto ch = unique_channel("rings");
     constexpr int n = 1200;
-    std::vector<raw_client> clients;
-    clients.reserve(n);
-    for (int i = 0; i < n; ++i) {
-        clients.push_back(raw_client::tcp(server.port()));
-        clients.back().get("/stream?channel=" + ch);
-    }
-    int registered = 0;
-    for (auto& c : clients) registered += c.read_until(": registered to channels: " + ch + "\n") ? 1 : 0;
+    auto clients = start_streams(server.port(), "/stream?channel=" + ch, n);
+    int registered = count_reading(clients, ": registered to channels: " + ch + "\n");
     INFO(http_get(server.port(), "/metrics"));
     CHECK(registered == n);
     CHECK(metric(server.port(), "connections_refused_capacity") == 0);
     CHECK(redis.publish(ch, "to every ring") == 1);
-    int got = 0;
-    for (auto& c : clients) got += c.read_until("data: to every ring\n\n", 10s) ? 1 : 0;
+    int got = count_reading(clients, "data: to every ring\n\n", 10s);
     CHECK(got == n);
     // Every connection counts; the next one is refused, and health is still answered.
     CHECK(metric(server.port(), "connections_open") == n);
@@ -242,18 +217,11 @@ TEST_CASE("when the kernel refuses submissions, operations wait for the next loo
     redis_client redis(shared_redis().port());
     auto ch = unique_channel("deferred");
     constexpr int n = 300, messages = 20;
-    std::vector<raw_client> clients;
-    clients.reserve(n);
-    for (int i = 0; i < n; ++i) {
-        clients.push_back(raw_client::tcp(server.port()));
-        clients.back().get("/stream?channel=" + ch);
-    }
-    int registered = 0;
-    for (auto& c : clients) registered += c.read_until(": registered to channels: " + ch + "\n") ? 1 : 0;
+    auto clients = start_streams(server.port(), "/stream?channel=" + ch, n);
+    int registered = count_reading(clients, ": registered to channels: " + ch + "\n");
     CHECK(registered == n);
     for (int m = 0; m < messages; ++m) redis.publish(ch, "m" + std::to_string(m));
-    int complete = 0;
-    for (auto& c : clients) complete += c.read_until("data: m" + std::to_string(messages - 1) + "\n\n") ? 1 : 0;
+    int complete = count_reading(clients, "data: m" + std::to_string(messages - 1) + "\n\n");
     CHECK(complete == n);
     for (auto& c : clients) {
         std::size_t frames = 0;
@@ -270,22 +238,13 @@ TEST_CASE("when the kernel refuses submissions, operations wait for the next loo
 TEST_CASE("SIGTERM with 18,000 streams closes every one within the drain and exits 0") {
     // Closing must cost O(1) per connection: cancelling by descriptor scans every pending
     // request of the ring, and 9,000 connections per ring then outlast the 2 s drain.
-    rlimit lim{};
-    getrlimit(RLIMIT_NOFILE, &lim);
-    lim.rlim_cur = lim.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &lim);
+    const rlim_t nofile = raise_nofile_limit();
     constexpr int n = 18'000;
-    REQUIRE(lim.rlim_cur > n + 200);
+    REQUIRE(nofile > n + 200);
     jugglite_server server({"--shards", "2"});
     auto ch = unique_channel("term");
-    std::vector<raw_client> clients;
-    clients.reserve(n);
-    for (int i = 0; i < n; ++i) {
-        clients.push_back(raw_client::tcp(server.port()));
-        clients.back().get("/stream?channel=" + ch);
-    }
-    int registered = 0;
-    for (auto& c : clients) registered += c.read_until(": registered to channels: " + ch + "\n") ? 1 : 0;
+    auto clients = start_streams(server.port(), "/stream?channel=" + ch, n);
+    int registered = count_reading(clients, ": registered to channels: " + ch + "\n");
     REQUIRE(registered == n);
     CHECK(server.terminate(30s) == 0);
     std::string log = server.log();

@@ -13,9 +13,6 @@ using namespace test;
 
 namespace {
 
-bool ok(int port, std::string_view path) { return http_get(port, path).starts_with("HTTP/1.1 200 OK\r\n"); }
-
-
 // An answer that an EventSource retries: 200, the stream's content type, `retry:`, close.
 void check_retry_answer(const std::string& r, std::string_view reason) {
     CHECK(r.starts_with("HTTP/1.1 200 OK\r\n"));
@@ -36,22 +33,22 @@ TEST_CASE("a frozen Redis turns /readyz to 503 within seconds, /livez stays 200,
     jugglite_server server({}, own_redis.url());
     auto ch = unique_channel();
     auto c = open_stream(server.port(), "/stream?channel=" + ch);
-    REQUIRE(eventually([&] { return ok(server.port(), "/readyz"); }));
-    CHECK(ok(server.port(), "/healthz"));
-    CHECK(ok(server.port(), "/livez"));
+    REQUIRE(eventually([&] { return answers_200(server.port(), "/readyz"); }));
+    CHECK(answers_200(server.port(), "/healthz"));
+    CHECK(answers_200(server.port(), "/livez"));
 
     own_redis.signal(SIGSTOP);  // the TCP link stays up; nothing answers
     auto frozen_at = std::chrono::steady_clock::now();
-    CHECK(eventually([&] { return !ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return !answers_200(server.port(), "/readyz"); }, 15s));
     INFO("503 after " << std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::steady_clock::now() - frozen_at).count() << " ms");
-    CHECK_FALSE(ok(server.port(), "/healthz"));
+    CHECK_FALSE(answers_200(server.port(), "/healthz"));
     // The process and its loops are fine: an orchestrator must not restart it.
-    CHECK(ok(server.port(), "/livez"));
+    CHECK(answers_200(server.port(), "/livez"));
     // Reconnects meet a Redis whose kernel completes the handshake and then nothing:
     // the thread must not hang in them, so liveness holds for longer than a reply timeout.
     for (int i = 0; i < 8; ++i) {
-        CHECK(ok(server.port(), "/livez"));
+        CHECK(answers_200(server.port(), "/livez"));
         std::this_thread::sleep_for(500ms);
     }
     CHECK(metric(server.port(), "redis_link_timeouts") >= 1);
@@ -59,7 +56,7 @@ TEST_CASE("a frozen Redis turns /readyz to 503 within seconds, /livez stays 200,
     CHECK_FALSE(c.closed());
 
     own_redis.signal(SIGCONT);
-    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
     redis_client redis(own_redis.port());
     REQUIRE(wait_numsub(redis, ch));
     CHECK(redis.publish(ch, "thawed") == 1);
@@ -71,12 +68,12 @@ TEST_CASE("AUTH against a frozen Redis does not block the subscriber thread") {
     own_redis.signal(SIGSTOP);
     jugglite_server server({}, "redis://sesame@127.0.0.1:" + std::to_string(own_redis.port()));
     for (int i = 0; i < 10; ++i) {
-        CHECK(ok(server.port(), "/livez"));
-        CHECK_FALSE(ok(server.port(), "/readyz"));
+        CHECK(answers_200(server.port(), "/livez"));
+        CHECK_FALSE(answers_200(server.port(), "/readyz"));
         std::this_thread::sleep_for(500ms);
     }
     own_redis.signal(SIGCONT);
-    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
 }
 
 TEST_CASE("an ACL that forbids one channel: the others deliver, the stream is told, health is about the link") {
@@ -94,14 +91,14 @@ TEST_CASE("an ACL that forbids one channel: the others deliver, the stream is to
     CHECK(c.read_until("data: allowed\n\n"));
     CHECK(metric(server.port(), "redis_channels_refused") == 1);
     CHECK(metric(server.port(), "channels_dropped_from_streams") == 1);
-    CHECK(ok(server.port(), "/readyz"));
+    CHECK(answers_200(server.port(), "/readyz"));
     CHECK(server.log().find("refused") != std::string::npos);
 
     // After a Redis restart the resubscription meets the same ACL: ready again, and the
     // allowed channel delivers again.
     own_redis.stop();
     own_redis.start();
-    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
     redis_client again(own_redis.port());
     REQUIRE(wait_numsub(again, ok_ch));
     CHECK(again.publish(ok_ch, "after restart") == 1);
@@ -120,7 +117,7 @@ TEST_CASE("an ACL that forbids one channel: the others deliver, the stream is to
     REQUIRE(two.read_until(": registered to channels: " + ok_ch + ", " + ok2 + "\n"));
     again.command({"ACL", "SETUSER", "jugg", "resetchannels", "&" + ok_ch});
     CHECK(two.read_until(": channel " + ok2 + " refused by redis\n\n", 15s));
-    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
     REQUIRE(wait_numsub(again, ok_ch));
     CHECK(again.publish(ok_ch, "still here") == 1);
     CHECK(two.read_until("data: still here\n\n"));
@@ -161,7 +158,7 @@ TEST_CASE("a stream that waits while Redis restarts registers once it is back") 
     auto ch = unique_channel();
     auto c = open_stream(server.port(), "/stream?channel=" + ch);
     own_redis.stop();
-    REQUIRE(eventually([&] { return !ok(server.port(), "/readyz"); }));
+    REQUIRE(eventually([&] { return !answers_200(server.port(), "/readyz"); }));
     auto during = raw_client::tcp(server.port());
     during.get("/stream?channel=" + ch);
     CHECK_FALSE(during.read_until("registered", 500ms));  // not before Redis confirms
@@ -220,8 +217,8 @@ TEST_CASE("--max-conns: an EventSource gets a retry, others 503, and /readyz sti
     auto base = metric(server.port(), "connections_refused_capacity");
     check_retry_answer(http_get(server.port(), "/stream?channel=x", true), "connection limit reached");
     CHECK(http_get(server.port(), "/stream?channel=x").starts_with("HTTP/1.1 503"));
-    CHECK(ok(server.port(), "/readyz"));
-    CHECK(ok(server.port(), "/livez"));
+    CHECK(answers_200(server.port(), "/readyz"));
+    CHECK(answers_200(server.port(), "/livez"));
     CHECK(metric(server.port(), "connections_refused_capacity") == base + 2);
 }
 
@@ -256,7 +253,7 @@ TEST_CASE("after a Redis restart thousands of channels are subscribed again, in 
     REQUIRE(eventually([&] { return metric(server.port(), "redis_subscribed_channels") == streams * per; }));
     own_redis.stop();
     own_redis.start();
-    CHECK(eventually([&] { return ok(server.port(), "/readyz"); }, 15s));
+    CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
     CHECK(metric(server.port(), "redis_subscribed_channels") == streams * per);
     redis_client redis(own_redis.port());
     const std::string last = stem + "-" + std::to_string(streams * per - 1);

@@ -1,7 +1,10 @@
 // Small helpers shared by the integration tests.
 #pragma once
 
+#include <sys/resource.h>
+
 #include <atomic>
+#include <vector>
 #include <string>
 
 #include "support/servers.h"
@@ -37,6 +40,40 @@ inline long long metric(int port, std::string_view name) {
         if (p != std::string::npos) return std::stoll(body.substr(p + prefix.size() + name.size() + 1));
     }
     return -1;
+}
+
+// True when GET `path` is answered 200 (health endpoints).
+inline bool answers_200(int port, std::string_view path) {
+    return http_get(port, path).starts_with("HTTP/1.1 200 OK\r\n");
+}
+
+// Raises this process's open-file soft limit to its hard limit, for tests with thousands
+// of sockets; returns the limit.
+inline rlim_t raise_nofile_limit() {
+    rlimit lim{};
+    getrlimit(RLIMIT_NOFILE, &lim);
+    lim.rlim_cur = lim.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &lim);
+    return lim.rlim_cur;
+}
+
+// Sends `n` stream requests for `target`, all before any answer is read (a burst).
+inline std::vector<raw_client> start_streams(int port, const std::string& target, int n) {
+    std::vector<raw_client> clients;
+    clients.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(raw_client::tcp(port));
+        clients.back().get(target);
+    }
+    return clients;
+}
+
+// How many of `clients` read `needle` within `timeout` each.
+inline int count_reading(std::vector<raw_client>& clients, std::string_view needle,
+                         std::chrono::milliseconds timeout = 5s) {
+    int n = 0;
+    for (auto& c : clients) n += c.read_until(needle, timeout) ? 1 : 0;
+    return n;
 }
 
 // Opens a stream on `target` and waits for its registration comment.
