@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   liburing-dev libhiredis-dev libfmt-dev libcxxopts-dev libsimdjson-dev
-  doctest-dev libbenchmark-dev
+  doctest-dev libbenchmark-dev libcpp-jwt-dev
   redis-server redis-tools curl
 )
 

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <cxxopts.hpp>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -64,6 +66,27 @@ cxxopts::Options make_options(unsigned cpus) {
         ("register-timeout", "seconds a new stream waits for Redis to confirm its channels "
                              "before it is turned away with a retry",
          cxxopts::value<double>()->default_value(std::to_string(limits::default_register_timeout.count() / 1000)))
+        ("jwt-secret", "HMAC secret for HS256/384/512 tokens (better: $JUGGLITE_JWT_SECRET or "
+                       "--jwt-secret-file, which keep it out of ps)",
+         cxxopts::value<std::string>())
+        ("jwt-secret-file", "[KID=]FILE: an HMAC secret read from FILE (trailing newline "
+                            "dropped); repeat or comma-separate for rotation, picked by the "
+                            "token's kid",
+         cxxopts::value<std::vector<std::string>>())
+        ("jwt-public-key", "[KID=]FILE: a PEM public key, RSA (RS256) or EC P-256 (ES256); "
+                           "repeatable",
+         cxxopts::value<std::vector<std::string>>())
+        ("jwt-cookie", "cookie that may carry the token",
+         cxxopts::value<std::string>()->default_value("jugglite_token"))
+        ("jwt-audience", "tokens must name this audience (aud)", cxxopts::value<std::string>())
+        ("jwt-issuer", "tokens must come from this issuer (iss)", cxxopts::value<std::string>())
+        ("jwt-allow-no-exp", "accept tokens without an exp claim")
+        ("cors-origins", "comma-separated origins allowed to read streams cross-origin, or * "
+                         "(which never allows credentials)",
+         cxxopts::value<std::string>())
+        ("longpoll-max", "seconds an XHR long-poll (X-Requested-With: XMLHttpRequest) stays "
+                         "open without a message",
+         cxxopts::value<long long>()->default_value(std::to_string(limits::default_longpoll_max.count())))
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");
     return o;
@@ -112,6 +135,54 @@ std::vector<std::string> split_list(const std::string& s) {
     return out;
 }
 
+std::string read_file(const std::string& flag, const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw usage_error(fmt::format("--{}: cannot read {}", flag, path));
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// [KID=]FILE as --jwt-secret-file and --jwt-public-key take it.
+std::pair<std::string, std::string> kid_and_path(const std::string& value) {
+    auto eq = value.find('=');
+    if (eq == std::string::npos) return {"", value};
+    return {value.substr(0, eq), value.substr(eq + 1)};
+}
+
+std::optional<token_verifier> parse_jwt(const cxxopts::ParseResult& r) {
+    jwt_settings s;
+    if (r.count("jwt-secret")) s.keys.push_back({"", r["jwt-secret"].as<std::string>(), false});
+    if (r.count("jwt-secret-file")) {
+        for (const auto& v : r["jwt-secret-file"].as<std::vector<std::string>>()) {
+            auto [kid, path] = kid_and_path(v);
+            std::string secret = read_file("jwt-secret-file", path);
+            while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+            s.keys.push_back({kid, std::move(secret), false});
+        }
+    }
+    if (r.count("jwt-public-key")) {
+        for (const auto& v : r["jwt-public-key"].as<std::vector<std::string>>()) {
+            auto [kid, path] = kid_and_path(v);
+            s.keys.push_back({kid, read_file("jwt-public-key", path), true});
+        }
+    }
+    if (r.count("jwt-audience")) s.audience = r["jwt-audience"].as<std::string>();
+    if (r.count("jwt-issuer")) s.issuer = r["jwt-issuer"].as<std::string>();
+    s.allow_no_exp = r.count("jwt-allow-no-exp") > 0;
+    s.leeway_seconds = limits::token_leeway_seconds;
+    if (s.keys.empty()) {
+        for (const char* dependent : {"jwt-audience", "jwt-issuer", "jwt-allow-no-exp"})
+            if (r.count(dependent))
+                throw usage_error(fmt::format("--{} needs a key: --jwt-secret, --jwt-secret-file "
+                                              "or --jwt-public-key", dependent));
+        return std::nullopt;
+    }
+    auto v = token_verifier::make(std::move(s));
+    if (!v) throw usage_error(fmt::format("JWT keys: {}", v.error()));
+    return std::move(*v);
+}
+
 config parse_config(const cxxopts::ParseResult& r) {
     config cfg;
     cfg.address = r["address"].as<std::string>();
@@ -148,6 +219,17 @@ config parse_config(const cxxopts::ParseResult& r) {
     if (!(wait >= 0.1 && wait <= 600))
         throw usage_error(fmt::format("--register-timeout must be between 0.1 and 600 (got {})", wait));
     cfg.register_timeout = std::chrono::milliseconds(static_cast<long long>(wait * 1000));
+    cfg.tokens = parse_jwt(r);
+    cfg.jwt_cookie = r["jwt-cookie"].as<std::string>();
+    if (r.count("cors-origins")) {
+        auto origins = split_list(r["cors-origins"].as<std::string>());
+        for (const auto& o : origins)
+            if (o != "*" && !o.starts_with("http://") && !o.starts_with("https://"))
+                throw usage_error(fmt::format("--cors-origins: '{}' is not an origin "
+                                              "(https://host[:port]) or *", o));
+        cfg.cors = cors_policy(std::move(origins));
+    }
+    cfg.longpoll_max = std::chrono::seconds(in_range<long long>(r, "longpoll-max", 1, 3600));
     return cfg;
 }
 
@@ -158,11 +240,13 @@ std::string describe(const config& cfg) {
     for (const auto& p : cfg.allowed_channels) allowed += (allowed.empty() ? "" : ",") + p;
     return fmt::format(
         "jugglite {} listen={} shards={} max_conns={} redis={} namespace='{}' path={} "
-        "allowed_channels={} keepalive={}s max_pending={} max_message_bytes={} max_channels={} unsubscribe_grace={}ms",
+        "allowed_channels={} keepalive={}s max_pending={} max_message_bytes={} max_channels={} unsubscribe_grace={}ms "
+        "tokens={} cors_origins={}",
         JUGGLITE_VERSION, listen, cfg.shards, cfg.max_conns, cfg.redis.display(),
         cfg.namespace_prefix, cfg.path.value_or("(any)"), allowed.empty() ? "(all)" : allowed,
         cfg.keepalive.count(), cfg.max_pending_bytes, cfg.max_message_bytes, cfg.max_channels,
-        cfg.unsubscribe_grace.count());
+        cfg.unsubscribe_grace.count(), cfg.tokens ? "required" : "off",
+        cfg.cors.enabled() ? fmt::format("{}", fmt::join(cfg.cors.origins(), ",")) : "(off)");
 }
 
 int serve(const config& cfg) {

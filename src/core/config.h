@@ -9,7 +9,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/cors.h"
 #include "core/limits.h"
+#include "core/token_verifier.h"
 
 namespace jugglite {
 
@@ -43,6 +45,14 @@ struct config {
     std::uint32_t max_channels = limits::default_max_channels;
     std::chrono::milliseconds unsubscribe_grace = limits::default_unsubscribe_grace;
     std::chrono::milliseconds register_timeout = limits::default_register_timeout;
+
+    // Authorization. With either configured, a stream needs valid credentials.
+    std::optional<token_verifier> tokens;      // --jwt-secret / --jwt-public-key
+    std::string jwt_cookie = "jugglite_token";  // --jwt-cookie
+    cors_policy cors;                           // --cors-origins
+    std::chrono::seconds longpoll_max{limits::default_longpoll_max};
+
+    [[nodiscard]] bool auth_required() const noexcept { return tokens.has_value(); }
 
     // True when `channel` matches one of allowed_channels (or the list is empty).
     [[nodiscard]] bool channel_allowed(std::string_view channel) const;

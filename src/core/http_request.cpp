@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/limits.h"
+#include "core/query.h"
 
 namespace jugglite {
 
@@ -79,6 +80,7 @@ parse_result parse_request(std::string_view buffered) {
         return http_error{400, "malformed request line"};
     req.method = line.substr(0, sp1);
     std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    req.target = target;
     std::string_view version = line.substr(sp2 + 1);
     if (!is_token(req.method)) return http_error{400, "malformed request line"};
     if (version != "HTTP/1.1" && version != "HTTP/1.0")
@@ -109,10 +111,15 @@ parse_result parse_request(std::string_view buffered) {
         if (colon == std::string_view::npos || !is_token(header.substr(0, colon)))
             return http_error{400, "malformed header"};
         std::string_view name = header.substr(0, colon);
-        if (iequals(name, "last-event-id"))
-            req.last_event_id = trim(header.substr(colon + 1));
-        else if (iequals(name, "accept"))
-            req.accept = trim(header.substr(colon + 1));
+        std::string_view value = trim(header.substr(colon + 1));
+        if (iequals(name, "last-event-id")) req.last_event_id = value;
+        else if (iequals(name, "accept")) req.accept = value;
+        else if (iequals(name, "authorization")) req.authorization = value;
+        else if (iequals(name, "cookie")) req.cookie = value;
+        else if (iequals(name, "origin")) req.origin = value;
+        else if (iequals(name, "user-agent")) req.user_agent = value;
+        else if (iequals(name, "x-forwarded-for")) req.forwarded_for = value;
+        else if (iequals(name, "x-requested-with")) req.requested_with = value;
     }
     return req;
 }
@@ -123,6 +130,40 @@ bool http_request::wants_event_stream() const noexcept {
     for (std::size_t i = 0; i + type.size() <= accept.size(); ++i)
         if (iequals(accept.substr(i, type.size()), type)) return true;
     return false;
+}
+
+std::string http_request::token(std::string_view cookie_name) const {
+    if (auto t = bearer_token(); !t.empty()) return std::string(t);
+    if (auto t = cookie_value(cookie_name); !t.empty()) return std::string(t);
+    return query_param(query, "token").value_or(std::string());
+}
+
+bool http_request::is_xhr() const noexcept { return iequals(requested_with, "XMLHttpRequest"); }
+
+std::string_view http_request::bearer_token() const noexcept {
+    constexpr std::string_view scheme = "bearer ";
+    if (authorization.size() <= scheme.size() ||
+        !iequals(authorization.substr(0, scheme.size()), scheme))
+        return {};
+    return trim(authorization.substr(scheme.size()));
+}
+
+std::string_view http_request::cookie_value(std::string_view name) const noexcept {
+    // RFC 6265 5.4: "name=value" pairs separated by "; ".
+    std::string_view rest = cookie;
+    while (!rest.empty()) {
+        auto semi = rest.find(';');
+        std::string_view pair = trim(rest.substr(0, semi));
+        rest.remove_prefix(semi == std::string_view::npos ? rest.size() : semi + 1);
+        auto eq = pair.find('=');
+        if (eq != std::string_view::npos && trim(pair.substr(0, eq)) == name) {
+            std::string_view value = trim(pair.substr(eq + 1));
+            if (value.size() >= 2 && value.front() == '"' && value.back() == '"')
+                value = value.substr(1, value.size() - 2);
+            return value;
+        }
+    }
+    return {};
 }
 
 }  // namespace jugglite

@@ -13,11 +13,30 @@ struct http_request {
     std::string_view query;   // after '?', empty if none
     std::string_view last_event_id;  // Last-Event-ID header, empty if absent
     std::string_view accept;         // Accept header, empty if absent
+    // Headers the authorization, CORS and long-poll sides read; empty if absent. A header
+    // sent twice keeps its last value.
+    std::string_view authorization;
+    std::string_view cookie;
+    std::string_view origin;
+    std::string_view user_agent;
+    std::string_view forwarded_for;   // X-Forwarded-For
+    std::string_view requested_with;  // X-Requested-With
+    std::string_view target;          // the request target as sent (path and query)
 
     // True when the client asked for text/event-stream (an EventSource does): a refusal
     // it should retry must then be a 200 with `retry:`, since it treats any other status
     // as final.
     [[nodiscard]] bool wants_event_stream() const noexcept;
+    // True for an XHR polyfill's long-poll (X-Requested-With: XMLHttpRequest).
+    [[nodiscard]] bool is_xhr() const noexcept;
+    // The token of `Authorization: Bearer <token>` (scheme case-insensitive), empty if none.
+    [[nodiscard]] std::string_view bearer_token() const noexcept;
+    // The value of cookie `name` in the Cookie header, empty if absent.
+    [[nodiscard]] std::string_view cookie_value(std::string_view name) const noexcept;
+    // The request's signed token, from the first place that has one: `Authorization:
+    // Bearer`, the cookie `cookie_name`, the query parameter `token` (which a native
+    // EventSource needs, since it can't set headers). Empty if none.
+    [[nodiscard]] std::string token(std::string_view cookie_name) const;
 };
 
 // The head is not complete yet; read more.

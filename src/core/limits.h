@@ -152,4 +152,22 @@ inline constexpr std::chrono::milliseconds refusal_retry_max{5'000};
 // Retry-After sent with 503 when --max-conns is reached.
 inline constexpr int retry_after_seconds = 5;
 
+// A signed token longer than this is refused (431) before it is decoded. Real tokens are
+// well under 2 KiB; the request head's own 8 KiB cap bounds them anyway.
+inline constexpr std::size_t max_token_bytes = 4096;
+
+// Clock skew tolerated on a token's `exp` and `nbf`.
+inline constexpr std::uint32_t token_leeway_seconds = 5;
+
+// An XHR polyfill's long-poll ends this long after the last message written to it (the
+// Ruby Jugglite's value, which Remy's polyfill expects), or after --longpoll-max without one.
+inline constexpr std::chrono::milliseconds longpoll_linger{250};
+inline constexpr std::chrono::seconds default_longpoll_max{25};
+
+// How long a browser may cache a CORS preflight answer.
+inline constexpr int cors_max_age_seconds = 600;
+
+// The auth callback's answer body is read up to this size; a larger one is a failure.
+inline constexpr std::size_t max_auth_answer_bytes = 64 * 1024;
+
 }  // namespace jugglite::limits

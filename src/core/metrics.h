@@ -39,6 +39,9 @@ struct shard_metrics {
     counter refused_channels;    // turned away (to retry) at --max-channels
     counter refused_redis;       // turned away (to retry): Redis did not confirm in time
     counter channels_dropped;    // a channel Redis refused, removed from a stream
+    counter refused_auth;        // stream requests refused for their credentials (401, 431)
+    counter streams_expired;     // streams ended (with `retry:`) when their token expired
+    counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE
     counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
 };

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <expected>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,5 +29,13 @@ enum class channel_error {
 // duplicates removed in first-seen order. No `channel` parameter gives an empty list.
 [[nodiscard]] std::expected<std::vector<std::string>, channel_error> parse_channels(
     std::string_view query);
+
+// The percent-decoded value of the first query parameter `name` ('+' is a space); nullopt
+// when it is absent or its escapes are malformed.
+[[nodiscard]] std::optional<std::string> query_param(std::string_view query,
+                                                     std::string_view name);
+
+// `query` with the value of every parameter `name` replaced by "REDACTED", for logs.
+[[nodiscard]] std::string redact_param(std::string_view query, std::string_view name);
 
 }  // namespace jugglite

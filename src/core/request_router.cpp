@@ -13,7 +13,10 @@ namespace {
 std::string_view status_text(int status) {
     switch (status) {
         case 200: return "OK";
+        case 204: return "No Content";
         case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 403: return "Forbidden";
         case 404: return "Not Found";
         case 405: return "Method Not Allowed";
         case 408: return "Request Timeout";
@@ -34,6 +37,7 @@ std::optional<route> reserved_route(std::string_view path) {
 
 route route_request(const http_request& req, const config& cfg) {
     bool head = req.method == "HEAD";
+    if (req.method == "OPTIONS" && cfg.cors.enabled()) return preflight_route{};
     if (req.method != "GET" && !head) return http_error{405, "only GET and HEAD are allowed"};
     if (auto reserved = reserved_route(req.path)) return *reserved;
     if (cfg.path && req.path != *cfg.path) return http_error{404, "not found"};
@@ -49,22 +53,22 @@ constexpr std::string_view stream_head =
     "Content-Type: text/event-stream;charset=utf-8\r\n"
     "Cache-Control: no-cache\r\n"
     "X-Accel-Buffering: no\r\n"
-    "Connection: close\r\n"
-    "\r\n";
+    "Connection: close\r\n";
 
-std::string stream_response(const stream_route& r) {
-    std::string out(stream_head);
+std::string stream_response(const stream_route& r, std::string_view extra) {
+    std::string out = fmt::format("{}{}\r\n", stream_head, extra);
     if (!r.head_only) out += registration_comment(r.channels);
     return out;
 }
 
-std::string retry_response(std::uint32_t retry_ms, std::string_view reason) {
-    return fmt::format("{}: {}\nretry: {}\n\n", stream_head, reason, retry_ms);
+std::string retry_response(std::uint32_t retry_ms, std::string_view reason, std::string_view extra) {
+    return fmt::format("{}{}\r\n: {}\nretry: {}\n\n", stream_head, extra, reason, retry_ms);
 }
 
-std::string simple_response(int status, std::string_view body) {
-    std::string extra =
-        status == 503 ? fmt::format("Retry-After: {}\r\n", limits::retry_after_seconds) : "";
+std::string simple_response(int status, std::string_view body, std::string_view headers) {
+    std::string extra(headers);
+    if (status == 503) extra += fmt::format("Retry-After: {}\r\n", limits::retry_after_seconds);
+    if (status == 401) extra += "WWW-Authenticate: Bearer realm=\"jugglite\"\r\n";
     return fmt::format(
         "HTTP/1.1 {} {}\r\n"
         "Content-Type: text/plain;charset=utf-8\r\n"

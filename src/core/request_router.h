@@ -23,27 +23,34 @@ struct health_route {
     enum kind_t : std::uint8_t { readiness, liveness } kind;
 };
 struct metrics_route {};
+// OPTIONS with --cors-origins set: a CORS preflight.
+struct preflight_route {};
 
-using route = std::variant<stream_route, health_route, metrics_route, http_error>;
+using route = std::variant<stream_route, health_route, metrics_route, preflight_route, http_error>;
 
 // The answer a reserved path (/healthz, /readyz, /livez, /metrics) gets, on any --path;
 // nullopt for every other path.
 [[nodiscard]] std::optional<route> reserved_route(std::string_view path);
 
-// Routes `req` under `cfg`: 405 for methods other than GET/HEAD, /healthz, /readyz,
+// Routes `req` under `cfg`: OPTIONS is a preflight when CORS is configured, 405 for other
+// methods than GET/HEAD, /healthz, /readyz,
 // /livez and /metrics are reserved, 404 when --path is set and does not match, 400 for a bad channel list.
 [[nodiscard]] route route_request(const http_request& req, const config& cfg);
 
+// Every response builder takes `extra`: header lines (each ending CRLF) such as CORS's.
+
 // Response head of a stream plus the registration comment (HEAD: the head alone).
-[[nodiscard]] std::string stream_response(const stream_route& r);
+[[nodiscard]] std::string stream_response(const stream_route& r, std::string_view extra = {});
 
 // A complete error/short answer: status line, text/plain body of one line, close.
-// 503 carries Retry-After.
-[[nodiscard]] std::string simple_response(int status, std::string_view body);
+// 503 carries Retry-After, 401 `WWW-Authenticate: Bearer`.
+[[nodiscard]] std::string simple_response(int status, std::string_view body,
+                                          std::string_view extra = {});
 
 // A refusal an EventSource will retry: 200 with the stream's headers, a comment giving
 // `reason`, `retry: retry_ms`, then close. (Any non-200 status ends an EventSource for
 // good, per the HTML spec.)
-[[nodiscard]] std::string retry_response(std::uint32_t retry_ms, std::string_view reason);
+[[nodiscard]] std::string retry_response(std::uint32_t retry_ms, std::string_view reason,
+                                         std::string_view extra = {});
 
 }  // namespace jugglite

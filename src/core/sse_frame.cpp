@@ -1,5 +1,6 @@
 #include "core/sse_frame.h"
 
+#include <fmt/format.h>
 #include <simdjson.h>
 
 #include <algorithm>
@@ -233,6 +234,10 @@ std::string registration_comment(std::span<const std::string> channels) {
     }
     out.push_back('\n');
     return out;
+}
+
+std::string keepalive_comment(std::uint32_t open_connections) {
+    return fmt::format(": keepalive {}\n\n", open_connections);
 }
 
 }  // namespace jugglite

@@ -23,7 +23,8 @@ namespace jugglite {
 // `: registered to channels: a, b\n`, sent once after the response headers.
 [[nodiscard]] std::string registration_comment(std::span<const std::string> channels);
 
-// The keepalive comment.
-inline constexpr std::string_view keepalive_comment = ": keepalive\n\n";
+// The keepalive comment, carrying the node's open-connection count as the Ruby Jugglite's
+// did: ": keepalive 1234\n\n".
+[[nodiscard]] std::string keepalive_comment(std::uint32_t open_connections);
 
 }  // namespace jugglite

@@ -28,6 +28,9 @@ void connection::reset() noexcept {
     send_inflight = false;
     recv_armed = false;
     ops_inflight = 0;
+    xhr = false;
+    cors = 0;
+    expires_at_s = 0;
     ++gen;
 }
 

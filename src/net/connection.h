@@ -91,6 +91,9 @@ public:
     std::uint8_t unconfirmed = 0;   // registering: channels Redis has not confirmed yet
     std::uint8_t deferred = 0;      // deferred_op bits: operations waiting for a free SQE
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
+    bool xhr = false;               // an XHR polyfill's long-poll: ends after each message
+    std::uint16_t cors = 0;         // cors_policy::decision for the request's Origin
+    std::uint32_t expires_at_s = 0; // streaming: unix seconds when its grant ends; 0: never
     std::int64_t deadline_ms = 0;   // reading: request timeout; registering: how long to wait
                                     // for Redis; lingering: when to close
     std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive

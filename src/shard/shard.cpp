@@ -68,7 +68,6 @@ std::expected<void, std::string> shard::setup() {
         if (!b) return std::unexpected(b.error());
         unit.bufs.emplace(std::move(*b));
     }
-    _keepalive = frame_ref::make(keepalive_comment);
     _now_ms = monotonic_ms();
     _next_tick_ms = _now_ms + limits::tick.count();
     top_up_accepts();
@@ -263,7 +262,19 @@ void shard::retry_deferred() noexcept {
 // limits::timer_slices ticks (1 s), so keepalives and timeouts spread over time instead
 // of firing together, at a cost proportional to the table, never per timer.
 void shard::on_tick() noexcept {
+    _now_s = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+    const std::uint32_t open = _env.open_conns->load(std::memory_order_relaxed);
+    if (open != _keepalive_count || !_keepalive) {
+        try {
+            _keepalive = frame_ref::make(keepalive_comment(open));
+            _keepalive_count = open;
+        } catch (const std::bad_alloc&) {  // keep the previous one
+        }
+    }
     top_up_accepts();
+    check_longpolls();
     for (std::uint32_t u = 0; u < _units.size(); ++u) tick_slice(u);
     _slice = (_slice + 1) % limits::timer_slices;
     close_slow_consumers();
@@ -299,7 +310,10 @@ void shard::tick_slice(std::uint32_t u) noexcept {
             case conn_state::closing_after_send:
                 if (c.send_inflight && _now_ms - c.send_started_ms >= stall_ms) {
                     close_conn(c, id, close_reason::slow_consumer);
-                } else if (c.state == conn_state::streaming && !c.send_inflight &&
+                } else if (c.state == conn_state::streaming && c.expires_at_s != 0 &&
+                           _now_s >= c.expires_at_s) {
+                    expire_stream(c, id);
+                } else if (c.state == conn_state::streaming && !c.send_inflight && _keepalive &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {
                     deliver(c, id, _keepalive);
                     c.last_write_ms = _now_ms;

@@ -20,6 +20,7 @@
 #include "core/config.h"
 #include "core/http_request.h"
 #include "core/metrics.h"
+#include "core/request_router.h"
 #include "core/shard_link.h"
 #include "net/buf_ring.h"
 #include "net/conn_table.h"
@@ -84,6 +85,8 @@ private:
     // Request side (shard_requests.cpp).
     void on_request_bytes(connection& c, std::uint32_t id) noexcept;
     void dispatch(connection& c, std::uint32_t id, const http_request& req);
+    [[nodiscard]] bool authorize(connection& c, std::uint32_t id, const http_request& req,
+                                 stream_route& s);
     void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
     void answer_and_close(connection& c, std::uint32_t id, int status,
@@ -94,6 +97,15 @@ private:
     template <class Make>
     void send_final(connection& c, std::uint32_t id, Make&& make) noexcept;
     void refuse(connection& c, std::uint32_t id, refusal why) noexcept;
+    [[nodiscard]] std::uint32_t jittered_retry_ms() noexcept;
+    // The CORS header lines every answer to `c` carries.
+    [[nodiscard]] std::string cors_headers(const connection& c) const;
+    // Ends a stream with `last` written before the close (see shard_requests.cpp).
+    void end_stream(connection& c, std::uint32_t id, std::string last) noexcept;
+    void expire_stream(connection& c, std::uint32_t id) noexcept;
+    // XHR long-polls: listed so that their 250 ms end is checked every tick.
+    void note_longpoll_message(connection& c, std::uint32_t id) noexcept;
+    void check_longpolls() noexcept;
     [[nodiscard]] std::string metrics_text() const;
     [[nodiscard]] bool live() const noexcept;
 
@@ -157,7 +169,10 @@ private:
     std::unordered_map<std::string, control_message::kind_t, string_hash, std::equal_to<>> _control_backlog;
     bool _stopping = false;  // set by begin_stop(): no accepts, no fan-out, no channel teardown
     std::minstd_rand _rng;   // jitter for retry answers
-    frame_ref _keepalive;
+    frame_ref _keepalive;               // ": keepalive <open connections>", rebuilt when the count moves
+    std::uint32_t _keepalive_count = UINT32_MAX;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> _longpolls;  // (id, gen) of XHR streams
+    std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
     std::int64_t _last_accept_log_ms = 0;
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;

@@ -29,7 +29,11 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
         stream_route route{{}, false};
         route.channels.reserve(c.channels.size());
         for (const membership& m : c.channels) route.channels.push_back(m.entry->name);
-        frame_ref head = frame_ref::make(stream_response(route));
+        frame_ref head = frame_ref::make(stream_response(route, cors_headers(c)));
+        if (c.xhr) {
+            _longpolls.emplace_back(id, c.gen);
+            c.deadline_ms = _now_ms + std::chrono::milliseconds(_env.cfg->longpoll_max).count();
+        }
         c.state = conn_state::streaming;
         _metrics.conns_opened.bump();
         _metrics.conns_open.set(_metrics.conns_open.get() + 1);

@@ -27,7 +27,11 @@ void shard::drain_messages() noexcept {
         }
         // deliver() never closes a connection (that would edit this list mid-walk); it
         // records slow consumers in _to_close instead.
-        for (const subscriber& s : entry->subscribers) deliver(_conns[s.conn], s.conn, msg->frame);
+        for (const subscriber& s : entry->subscribers) {
+            connection& c = _conns[s.conn];
+            deliver(c, s.conn, msg->frame);
+            if (c.xhr) note_longpoll_message(c, s.conn);
+        }
         close_slow_consumers();
     }
     start_queued_sends();
@@ -61,6 +65,27 @@ void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcep
         return;
     }
     if (first_waiting) _to_send.push_back(id);
+}
+
+// An XHR polyfill reads a response only once it has ended, so a long-poll ends
+// limits::longpoll_linger after the last message written to it (comments don't count),
+// and the polyfill polls again.
+void shard::note_longpoll_message(connection& c, std::uint32_t) noexcept {
+    if (c.state == conn_state::streaming) c.deadline_ms = _now_ms + limits::longpoll_linger.count();
+}
+
+// Every tick: ends the long-polls whose time is up, and forgets those that closed.
+void shard::check_longpolls() noexcept {
+    std::erase_if(_longpolls, [&](const std::pair<std::uint32_t, std::uint32_t>& lp) {
+        auto [id, gen] = lp;
+        if (!_conns.has(id)) return true;
+        connection& c = _conns[id];
+        if (c.gen != gen || c.state != conn_state::streaming) return true;
+        if (_now_ms < c.deadline_ms) return false;
+        _metrics.longpolls_ended.bump();
+        end_stream(c, id, {});
+        return true;
+    });
 }
 
 void shard::start_send(connection& c, std::uint32_t id) noexcept {

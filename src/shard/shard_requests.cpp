@@ -2,6 +2,8 @@
 // answer, or an error answer; and refusals that a client should retry.
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/http_request.h"
 #include "core/log.h"
 #include "core/request_router.h"
@@ -26,16 +28,26 @@ void shard::on_request_bytes(connection& c, std::uint32_t id) noexcept {
 }
 
 // `req` points into c.request. May throw std::bad_alloc; the caller fails the connection.
+// parse → route → authorize → start the stream (or answer).
 void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
+    const config& cfg = *_env.cfg;
     c.wants_event_stream = req.wants_event_stream();
-    route r = route_request(req, *_env.cfg);
-    c.request = {};  // the views into it are dead from here on
+    c.cors = cfg.cors.decide(req.origin);
+    route r = route_request(req, cfg);
     if (auto* s = std::get_if<stream_route>(&r)) {
+        if (!authorize(c, id, req, *s)) return;
+        c.xhr = req.is_xhr();
+        c.request = {};  // the views into it are dead from here on
         if (!c.counted) {  // admitted over --max-conns only to hear this answer
             refuse(c, id, refusal::capacity);
             return;
         }
         start_stream(c, id, std::move(s->channels), s->head_only);
+        return;
+    }
+    c.request = {};
+    if (std::holds_alternative<preflight_route>(r)) {
+        send_final(c, id, [&] { return cfg.cors.preflight_response(c.cors); });
     } else if (auto* h = std::get_if<health_route>(&r)) {
         if (h->kind == health_route::liveness) {
             if (live()) answer_and_close(c, id, 200, "ok");
@@ -57,6 +69,34 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     }
 }
 
+// With authorization configured, the stream needs a valid token, and its channels narrow
+// to the token's grant (on top of --allowed-channels). Returns false after answering: 401
+// (or 431 for an oversized token), which an EventSource takes as final, as it should.
+bool shard::authorize(connection& c, std::uint32_t id, const http_request& req, stream_route& s) {
+    const config& cfg = *_env.cfg;
+    if (!cfg.auth_required()) return true;
+    std::string token = req.token(cfg.jwt_cookie);
+    if (token.empty()) {
+        _metrics.refused_auth.bump();
+        answer_and_close(c, id, 401, "no token");
+        return false;
+    }
+    auto g = cfg.tokens->verify(token);
+    if (!g) {
+        _metrics.refused_auth.bump();
+        answer_and_close(c, id, g.error().status, g.error().reason);
+        return false;
+    }
+    g->filter(s.channels);
+    if (g->expires_at > 0) {
+        // The leeway that admitted the token also ends the stream, or a token admitted
+        // within it would be cut at once and come straight back.
+        std::int64_t end = g->expires_at + limits::token_leeway_seconds;
+        c.expires_at_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(end, 1, UINT32_MAX));
+    }
+    return true;
+}
+
 // A stream starts in `registering`: it joins its channels at once (so that their
 // SUBSCRIBE goes out), and its headers and registration comment are written only once
 // Redis has confirmed every channel, so "registered" means a message published now
@@ -66,7 +106,7 @@ void shard::start_stream(connection& c, std::uint32_t id, std::vector<std::strin
     if (head_only) {
         _metrics.conns_opened.bump();
         c.state = conn_state::closing_after_send;
-        (void)c.enqueue(frame_ref::make(stream_response({{}, true})), SIZE_MAX);
+        (void)c.enqueue(frame_ref::make(stream_response({{}, true}, cors_headers(c))), SIZE_MAX);
         start_send(c, id);
         return;
     }
@@ -83,7 +123,7 @@ void shard::answer_and_close(connection& c, std::uint32_t id, int status,
                              std::string_view body) noexcept {
     if (status >= 400) _metrics.conns_rejected.bump();
     if (status == 408) _metrics.request_timeouts.bump();
-    send_final(c, id, [&] { return simple_response(status, body); });
+    send_final(c, id, [&] { return simple_response(status, body, cors_headers(c)); });
 }
 
 // Queues the one answer `make()` builds, after which the connection closes. An answer
@@ -122,11 +162,48 @@ void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
         return;
     }
     // An EventSource comes back by itself after `retry:`; jitter spreads a storm of them.
+    _metrics.conns_rejected.bump();
+    send_final(c, id, [&] { return retry_response(jittered_retry_ms(), reason, cors_headers(c)); });
+}
+
+std::uint32_t shard::jittered_retry_ms() noexcept {
     auto lo = static_cast<std::uint32_t>(limits::refusal_retry_min.count());
     auto hi = static_cast<std::uint32_t>(limits::refusal_retry_max.count());
-    std::uint32_t retry_ms = lo + static_cast<std::uint32_t>(_rng() % (hi - lo + 1));
-    _metrics.conns_rejected.bump();
-    send_final(c, id, [&] { return retry_response(retry_ms, reason); });
+    return lo + static_cast<std::uint32_t>(_rng() % (hi - lo + 1));
+}
+
+std::string shard::cors_headers(const connection& c) const {
+    return _env.cfg->cors.headers(c.cors);
+}
+
+// Ends an open stream the server's way: `last` (a final comment, maybe a `retry:`) is
+// written, then the connection closes. The client comes back by itself.
+void shard::end_stream(connection& c, std::uint32_t id, std::string last) noexcept {
+    if (c.state != conn_state::streaming) return;
+    leave_channels(c);
+    _metrics.conns_open.set(_metrics.conns_open.get() - 1);
+    c.state = conn_state::closing_after_send;
+    if (!last.empty()) {
+        try {
+            (void)c.enqueue(frame_ref::make(std::move(last)), SIZE_MAX);
+        } catch (const std::bad_alloc&) {
+            close_conn(c, id, close_reason::client_gone);
+            return;
+        }
+    }
+    if (c.send_inflight) return;  // on_send goes on, and lingers once the queue is written
+    if (c.has_pending()) start_send(c, id);
+    else linger(c, id);
+}
+
+void shard::expire_stream(connection& c, std::uint32_t id) noexcept {
+    _metrics.streams_expired.bump();
+    std::string last;
+    try {
+        last = fmt::format(": token expired\nretry: {}\n\n", jittered_retry_ms());
+    } catch (const std::bad_alloc&) {
+    }
+    end_stream(c, id, std::move(last));
 }
 
 bool shard::live() const noexcept {
@@ -147,7 +224,8 @@ std::string shard::metrics_text() const {
     return fmt::format(
         "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
         "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
-        "connections_refused_redis {}\nslow_consumers {}\nrequest_timeouts {}\n"
+        "connections_refused_redis {}\nconnections_refused_auth {}\nstreams_expired {}\n"
+        "longpolls_ended {}\nslow_consumers {}\nrequest_timeouts {}\n"
         "channels_dropped_from_streams {}\naccept_errors {}\nsubmissions_deferred {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
         "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
         "redis_messages_dropped_too_large {}\nredis_messages_dropped_no_memory {}\n"
@@ -156,7 +234,9 @@ std::string shard::metrics_text() const {
         total(&shard_metrics::conns_open), total(&shard_metrics::conns_opened),
         total(&shard_metrics::conns_rejected), total(&shard_metrics::conns_closed),
         total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
-        total(&shard_metrics::refused_redis), total(&shard_metrics::slow_consumers),
+        total(&shard_metrics::refused_redis), total(&shard_metrics::refused_auth),
+        total(&shard_metrics::streams_expired), total(&shard_metrics::longpolls_ended),
+        total(&shard_metrics::slow_consumers),
         total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
         total(&shard_metrics::accept_errors), total(&shard_metrics::sqe_deferred),
         total(&shard_metrics::frames_out), total(&shard_metrics::bytes_out),

@@ -249,3 +249,40 @@ TEST_CASE("Accept: text/event-stream is recognised in any case and among other t
     CHECK_FALSE(expect_request("GET / HTTP/1.1\r\n\r\n").wants_event_stream());
     CHECK_FALSE(expect_request("GET / HTTP/1.1\r\nX-Accept: text/event-stream\r\n\r\n").wants_event_stream());
 }
+
+TEST_CASE("the headers authorization, CORS and long-poll read are kept") {
+    auto r = parse_request(
+        "GET /s?channel=a&token=t HTTP/1.1\r\nAuthorization: Bearer abc.def.ghi \r\n"
+        "Cookie: a=1; jugglite_token=\"tok\" ; b=2\r\nOrigin: https://app.example\r\n"
+        "User-Agent: UA/1\r\nX-Forwarded-For: 10.0.0.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
+    auto& req = std::get<http_request>(r);
+    CHECK(req.bearer_token() == "abc.def.ghi");
+    CHECK(req.cookie_value("jugglite_token") == "tok");
+    CHECK(req.cookie_value("a") == "1");
+    CHECK(req.cookie_value("b") == "2");
+    CHECK(req.cookie_value("c").empty());
+    CHECK(req.origin == "https://app.example");
+    CHECK(req.user_agent == "UA/1");
+    CHECK(req.forwarded_for == "10.0.0.1");
+    CHECK(req.is_xhr());
+    CHECK(req.target == "/s?channel=a&token=t");
+    auto basic = std::get<http_request>(
+        parse_request("GET / HTTP/1.1\r\nAuthorization: Basic abc\r\n\r\n"));
+    CHECK(basic.bearer_token().empty());
+    CHECK_FALSE(basic.is_xhr());
+    auto lower = std::get<http_request>(
+        parse_request("GET / HTTP/1.1\r\nauthorization: bearer  t1\r\n\r\n"));
+    CHECK(lower.bearer_token() == "t1");
+}
+
+TEST_CASE("the token comes from the Authorization header, then the cookie, then the query") {
+    auto all = std::get<http_request>(parse_request(
+        "GET /?token=q HTTP/1.1\r\nAuthorization: Bearer h\r\nCookie: jt=c\r\n\r\n"));
+    CHECK(all.token("jt") == "h");
+    auto cookie_query = std::get<http_request>(
+        parse_request("GET /?token=q HTTP/1.1\r\nCookie: jt=c\r\n\r\n"));
+    CHECK(cookie_query.token("jt") == "c");
+    CHECK(cookie_query.token("other") == "q");
+    auto none = std::get<http_request>(parse_request("GET /?channel=a HTTP/1.1\r\n\r\n"));
+    CHECK(none.token("jt").empty());
+}

@@ -144,3 +144,19 @@ TEST_CASE("every channel_error has its own description") {
     CHECK(describe(channel_error::name_too_long) == "channel name too long");
     CHECK(describe(channel_error::too_many) == "too many channels");
 }
+
+TEST_CASE("a query parameter is found by name and decoded") {
+    CHECK(query_param("channel=a&token=x%2By+z", "token") == "x+y z");
+    CHECK(query_param("token=1&token=2", "token") == "1");
+    CHECK(query_param("tok=1", "token") == std::nullopt);
+    CHECK(query_param("token", "token") == "");
+    CHECK(query_param("token=%zz", "token") == std::nullopt);
+    CHECK(query_param("lastEventId=5-0", "lastEventId") == "5-0");
+}
+
+TEST_CASE("a token in the query is redacted for logs") {
+    CHECK(redact_param("channel=a&token=secret&x=1", "token") == "channel=a&token=REDACTED&x=1");
+    CHECK(redact_param("token=a&token=b", "token") == "token=REDACTED&token=REDACTED");
+    CHECK(redact_param("channel=a", "token") == "channel=a");
+    CHECK(redact_param("%74oken=s", "token") == "%74oken=REDACTED");
+}

@@ -342,6 +342,7 @@ TEST_CASE("registration_comment lists the channels joined by comma and space") {
     CHECK(registration_comment(none) == ": registered to channels: \n");
 }
 
-TEST_CASE("the keepalive is a comment followed by a blank line") {
-    CHECK(keepalive_comment == ": keepalive\n\n");
+TEST_CASE("the keepalive is a comment with the open-connection count, then a blank line") {
+    CHECK(keepalive_comment(1234) == ": keepalive 1234\n\n");
+    CHECK(keepalive_comment(0) == ": keepalive 0\n\n");
 }

@@ -112,7 +112,7 @@ TEST_CASE("a 100 KB message arrives whole") {
 TEST_CASE("keepalive comments arrive every --keepalive seconds") {
     jugglite_server server({"--keepalive", "1"});
     auto c = open_stream(server.port(), "/stream?channel=" + unique_channel());
-    CHECK(c.read_until(": keepalive\n\n", 4s));
+    CHECK(c.read_until(": keepalive 1\n\n", 4s));  // the count of open connections
 }
 
 TEST_CASE("the last disconnect sends UNSUBSCRIBE") {
