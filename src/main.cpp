@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/request_router.h"
+#include "net/auth_client.h"
 #include "net/listener.h"
 #include "redis/redis_subscriber.h"
 #include "shard/shard_set.h"
@@ -81,6 +82,20 @@ cxxopts::Options make_options(unsigned cpus) {
         ("jwt-audience", "tokens must name this audience (aud)", cxxopts::value<std::string>())
         ("jwt-issuer", "tokens must come from this issuer (iss)", cxxopts::value<std::string>())
         ("jwt-allow-no-exp", "accept tokens without an exp claim")
+        ("auth-url", "ask the application which channels a stream request may hear: "
+                     "http://host:port/path or unix:/path/to.sock:/path (see README)",
+         cxxopts::value<std::string>())
+        ("auth-timeout", "seconds to wait for the auth callback; then the request fails closed",
+         cxxopts::value<double>()->default_value("2"))
+        ("auth-cache-seconds", "keep the callback's answers this long, keyed by the Cookie and "
+                               "Authorization headers (0: no cache)",
+         cxxopts::value<long long>()->default_value("0"))
+        ("auth-revalidate", "seconds between asking the callback again about open streams "
+                            "(0: never)",
+         cxxopts::value<long long>()->default_value("0"))
+        ("trusted-proxies", "comma-separated addresses of proxies whose X-Forwarded-For is "
+                            "passed to the auth callback",
+         cxxopts::value<std::string>())
         ("cors-origins", "comma-separated origins allowed to read streams cross-origin, or * "
                          "(which never allows credentials)",
          cxxopts::value<std::string>())
@@ -230,6 +245,18 @@ config parse_config(const cxxopts::ParseResult& r) {
         cfg.cors = cors_policy(std::move(origins));
     }
     cfg.longpoll_max = std::chrono::seconds(in_range<long long>(r, "longpoll-max", 1, 3600));
+    if (r.count("auth-url")) {
+        auto ep = auth_endpoint::parse(r["auth-url"].as<std::string>());
+        if (!ep) throw usage_error(ep.error());
+        cfg.auth_url = std::move(*ep);
+    }
+    double auth_wait = r["auth-timeout"].as<double>();
+    if (!(auth_wait >= 0.1 && auth_wait <= 60))
+        throw usage_error(fmt::format("--auth-timeout must be between 0.1 and 60 (got {})", auth_wait));
+    cfg.auth_timeout = std::chrono::milliseconds(static_cast<long long>(auth_wait * 1000));
+    cfg.auth_cache = std::chrono::seconds(in_range<long long>(r, "auth-cache-seconds", 0, 86400));
+    cfg.auth_revalidate = std::chrono::seconds(in_range<long long>(r, "auth-revalidate", 0, 86400));
+    if (r.count("trusted-proxies")) cfg.trusted_proxies = split_list(r["trusted-proxies"].as<std::string>());
     return cfg;
 }
 
@@ -241,11 +268,14 @@ std::string describe(const config& cfg) {
     return fmt::format(
         "jugglite {} listen={} shards={} max_conns={} redis={} namespace='{}' path={} "
         "allowed_channels={} keepalive={}s max_pending={} max_message_bytes={} max_channels={} unsubscribe_grace={}ms "
-        "tokens={} cors_origins={}",
+        "tokens={} auth_url={} cors_origins={}",
         JUGGLITE_VERSION, listen, cfg.shards, cfg.max_conns, cfg.redis.display(),
         cfg.namespace_prefix, cfg.path.value_or("(any)"), allowed.empty() ? "(all)" : allowed,
         cfg.keepalive.count(), cfg.max_pending_bytes, cfg.max_message_bytes, cfg.max_channels,
         cfg.unsubscribe_grace.count(), cfg.tokens ? "required" : "off",
+        cfg.auth_url ? (cfg.auth_url->unix_socket.empty() ? cfg.auth_url->url
+                                                          : "unix:" + cfg.auth_url->unix_socket)
+                     : "(off)",
         cfg.cors.enabled() ? fmt::format("{}", fmt::join(cfg.cors.origins(), ",")) : "(off)");
 }
 
@@ -267,10 +297,25 @@ int serve(const config& cfg) {
         log::error("{}", efd.error());
         return 1;
     }
-    redis_wakeup wake;
+    thread_wakeup wake;
     wake.eventfd = efd->get();
 
-    auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters);
+    // The auth thread runs only with --auth-url; the shards wake it as they wake Redis's.
+    auth_metrics auth_counters;
+    thread_wakeup auth_wake;
+    std::optional<unique_fd> auth_efd;
+    if (cfg.auth_url) {
+        auto e = make_eventfd(true);
+        if (!e) {
+            log::error("{}", e.error());
+            return 1;
+        }
+        auth_efd = std::move(*e);
+        auth_wake.eventfd = auth_efd->get();
+    }
+    auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters,
+                                   cfg.auth_url ? &auth_wake : nullptr,
+                                   cfg.auth_url ? &auth_counters : nullptr);
     if (!shards) {
         log::error("cannot start: {}", shards.error());
         return 1;
@@ -283,6 +328,12 @@ int serve(const config& cfg) {
 
     redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters);
     std::thread redis_thread([&sub] { sub.run(); });
+    std::optional<auth_client> auth;
+    std::thread auth_thread;
+    if (cfg.auth_url) {
+        auth.emplace(cfg, (*shards)->links(), auth_wake, stop, auth_counters);
+        auth_thread = std::thread([&auth] { auth->run(); });
+    }
 
     int sig = 0;
     sigwait(&signals, &sig);
@@ -292,6 +343,7 @@ int serve(const config& cfg) {
     [[maybe_unused]] auto n = ::write(wake.eventfd, &one, sizeof one);
     (*shards)->join();
     redis_thread.join();
+    if (auth_thread.joinable()) auth_thread.join();
 
     auto all = (*shards)->metrics();
     for (std::size_t i = 0; i < all.size(); ++i) log::info("shard {}: {}", i, format_counters(all[i]));

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/auth_call.h"
 #include "core/cors.h"
 #include "core/limits.h"
 #include "core/token_verifier.h"
@@ -52,7 +53,15 @@ struct config {
     cors_policy cors;                           // --cors-origins
     std::chrono::seconds longpoll_max{limits::default_longpoll_max};
 
-    [[nodiscard]] bool auth_required() const noexcept { return tokens.has_value(); }
+    std::optional<auth_endpoint> auth_url;     // --auth-url: ask the application
+    std::chrono::milliseconds auth_timeout = limits::default_auth_timeout;
+    std::chrono::seconds auth_cache{0};         // --auth-cache-seconds; 0: no cache
+    std::chrono::seconds auth_revalidate{0};    // --auth-revalidate; 0: never
+    std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is passed on
+
+    [[nodiscard]] bool auth_required() const noexcept {
+        return tokens.has_value() || auth_url.has_value();
+    }
 
     // True when `channel` matches one of allowed_channels (or the list is empty).
     [[nodiscard]] bool channel_allowed(std::string_view channel) const;

@@ -170,4 +170,15 @@ inline constexpr int cors_max_age_seconds = 600;
 // The auth callback's answer body is read up to this size; a larger one is a failure.
 inline constexpr std::size_t max_auth_answer_bytes = 64 * 1024;
 
+// Auth calls a shard may have in flight (queued to the auth thread or being asked); past
+// it, a new stream is refused to retry. It bounds the memory a slow application can pin.
+inline constexpr std::uint32_t auth_calls_per_shard = 1024;
+inline constexpr std::size_t auth_queue_capacity = 1024;  // >= auth_calls_per_shard
+// Connections kept open to the application (keep-alive), so that a burst of connects
+// doesn't mean a TCP handshake each; calls beyond them wait in curl's queue.
+inline constexpr long auth_max_connections = 64;
+inline constexpr std::chrono::milliseconds default_auth_timeout{2'000};
+// Entries of the decision cache at most (--auth-cache-seconds).
+inline constexpr std::size_t auth_cache_entries = 100'000;
+
 }  // namespace jugglite::limits

@@ -39,7 +39,8 @@ struct shard_metrics {
     counter refused_channels;    // turned away (to retry) at --max-channels
     counter refused_redis;       // turned away (to retry): Redis did not confirm in time
     counter channels_dropped;    // a channel Redis refused, removed from a stream
-    counter refused_auth;        // stream requests refused for their credentials (401, 431)
+    counter refused_auth;        // stream requests refused for their credentials (401, 403, 431)
+    counter refused_auth_unavailable;  // turned away (to retry): the auth callback failed or was slow
     counter streams_expired;     // streams ended (with `retry:`) when their token expired
     counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE
@@ -58,6 +59,16 @@ struct redis_metrics {
     counter channels_refused;      // SUBSCRIBEs Redis refused (ACL), per channel
     counter channels_over_capacity;  // new channels refused at --max-channels
     counter subscribed_channels;   // gauge
+};
+
+// Written by the auth thread (--auth-url).
+struct auth_metrics {
+    counter calls;       // calls made to the application
+    counter cache_hits;  // answered from --auth-cache-seconds
+    counter granted;     // 200 with a grant
+    counter denied;      // 401/403
+    counter failed;      // timeout, unreachable, another status, a malformed answer
+    counter in_flight;   // gauge: calls being asked
 };
 
 // One line per counter block, for the shutdown log.

@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "core/auth_call.h"
 #include "core/frame.h"
 #include "core/limits.h"
 #include "core/spsc_queue.h"
@@ -45,10 +47,16 @@ struct shard_link {
     wake_flag shard_wake;
     int shard_eventfd = -1;
     spsc_queue<control_message> from_shard{limits::control_queue_capacity};
+    // With --auth-url: calls to the auth thread and its answers, which also wake the shard
+    // through shard_wake and shard_eventfd.
+    // Allocated only when the callback is configured.
+    std::unique_ptr<spsc_queue<auth_call>> auth_calls;
+    std::unique_ptr<spsc_queue<auth_answer>> auth_answers;
 };
 
-// Wakes the redis thread; shared by every shard (should_wake is safe with many producers).
-struct redis_wakeup {
+// Wakes a thread the shards hand work to (the redis thread, the auth thread); shared by
+// every shard (should_wake is safe with many producers).
+struct thread_wakeup {
     wake_flag flag;
     int eventfd = -1;
 };

@@ -19,6 +19,7 @@ namespace jugglite {
 enum class conn_state : std::uint8_t {
     free,                // slot unused
     reading,             // waiting for the request head
+    authorizing,         // a stream request waiting for the auth callback's answer
     registering,         // a stream waiting for Redis to confirm its channels; nothing sent yet
     streaming,           // subscribed; frames flow
     closing_after_send,  // an error answer (or HEAD) is queued; close once it is written
@@ -94,11 +95,13 @@ public:
     bool xhr = false;               // an XHR polyfill's long-poll: ends after each message
     std::uint16_t cors = 0;         // cors_policy::decision for the request's Origin
     std::uint32_t expires_at_s = 0; // streaming: unix seconds when its grant ends; 0: never
-    std::int64_t deadline_ms = 0;   // reading: request timeout; registering: how long to wait
-                                    // for Redis; lingering: when to close
+    std::int64_t deadline_ms = 0;   // reading: request timeout; authorizing: how long to wait
+                                    // for the application; registering: for Redis;
+                                    // lingering: when to close; streaming XHR: when to end
     std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive
     std::int64_t send_started_ms = 0;
-    std::string request;            // request bytes until parsed, then released
+    std::string request;            // request bytes until dispatched (authorizing: until the
+                                    // answer), then released
     std::vector<membership> channels;
 
 private:

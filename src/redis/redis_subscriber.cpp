@@ -12,18 +12,13 @@
 #include <cstring>
 #include <random>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/sse_frame.h"
 
 namespace jugglite {
 
 namespace {
-
-std::int64_t monotonic_ms() noexcept {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 
 std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
 
@@ -50,7 +45,7 @@ void tune_socket(int fd) noexcept {
 void redis_subscriber::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
 
 redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shards,
-                                   redis_wakeup& wake, std::atomic<bool>& stop,
+                                   thread_wakeup& wake, std::atomic<bool>& stop,
                                    redis_status& status, redis_metrics& metrics)
     : _cfg(cfg),
       _shards(shards),

@@ -30,7 +30,7 @@ namespace jugglite {
 class redis_subscriber {
 public:
     // Everything referenced must outlive run(). `wake.eventfd` must be non-blocking.
-    redis_subscriber(const config& cfg, std::span<shard_link> shards, redis_wakeup& wake,
+    redis_subscriber(const config& cfg, std::span<shard_link> shards, thread_wakeup& wake,
                      std::atomic<bool>& stop, redis_status& status, redis_metrics& metrics);
     ~redis_subscriber();
 
@@ -85,7 +85,7 @@ private:
 
     const config& _cfg;
     std::span<shard_link> _shards;
-    redis_wakeup& _wake;
+    thread_wakeup& _wake;
     std::atomic<bool>& _stop;
     redis_status& _status;
     redis_metrics& _metrics;

@@ -11,22 +11,13 @@
 
 #include <fmt/format.h>
 
+#include "core/clock.h"
 #include "core/http_request.h"
 #include "core/log.h"
 #include "core/request_router.h"
 #include "core/sse_frame.h"
 
 namespace jugglite {
-
-namespace {
-
-std::int64_t monotonic_ms() noexcept {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
-}  // namespace
 
 shard::shard(unsigned id, shard_environment env, shard_link& link, shard_metrics& metrics,
              int listen_fd, std::uint32_t rings, std::uint32_t slots)
@@ -97,6 +88,7 @@ void shard::loop() noexcept {
         if (!_stopping) {
             drain_notices();
             drain_messages();
+            drain_auth_answers();
         }
         if (_now_ms >= _next_tick_ms) {
             on_tick();
@@ -122,7 +114,8 @@ void shard::loop() noexcept {
 }
 
 bool shard::work_queued() const noexcept {
-    return !_stopping && (!_link.to_shard.empty() || !_link.notices.empty());
+    return !_stopping && (!_link.to_shard.empty() || !_link.notices.empty() ||
+                          (_link.auth_answers && !_link.auth_answers->empty()));
 }
 
 // Sleeps until a ring has work, the redis thread pushes, or the next tick. While the loop
@@ -262,9 +255,7 @@ void shard::retry_deferred() noexcept {
 // limits::timer_slices ticks (1 s), so keepalives and timeouts spread over time instead
 // of firing together, at a cost proportional to the table, never per timer.
 void shard::on_tick() noexcept {
-    _now_s = std::chrono::duration_cast<std::chrono::seconds>(
-                 std::chrono::system_clock::now().time_since_epoch())
-                 .count();
+    _now_s = unix_seconds();
     const std::uint32_t open = _env.open_conns->load(std::memory_order_relaxed);
     if (open != _keepalive_count || !_keepalive) {
         try {
@@ -295,6 +286,10 @@ void shard::tick_slice(std::uint32_t u) noexcept {
         switch (c.state) {
             case conn_state::reading:
                 if (_now_ms >= c.deadline_ms) answer_and_close(c, id, 408, "request timeout");
+                break;
+            case conn_state::authorizing:
+                // The auth thread never answered (curl's own timeout comes first): fail closed.
+                if (_now_ms >= c.deadline_ms) refuse(c, id, refusal::auth);
                 break;
             case conn_state::registering:
                 // Redis did not confirm the channels in time (link down, or slow).

@@ -36,7 +36,9 @@ struct shard_environment {
     std::atomic<bool>* stop;                // set once at shutdown
     std::atomic<std::uint32_t>* open_conns; // accepted connections across all shards
     const redis_status* redis_state;        // the redis thread's link state, for /readyz
-    redis_wakeup* redis;
+    thread_wakeup* redis;
+    thread_wakeup* auth;                    // the auth thread; null without --auth-url
+    const auth_metrics* auth_counters;      // null without --auth-url
     std::span<const shard_metrics> all_shards;  // for /metrics
     const redis_metrics* redis_counters;
 };
@@ -85,15 +87,21 @@ private:
     // Request side (shard_requests.cpp).
     void on_request_bytes(connection& c, std::uint32_t id) noexcept;
     void dispatch(connection& c, std::uint32_t id, const http_request& req);
-    [[nodiscard]] bool authorize(connection& c, std::uint32_t id, const http_request& req,
-                                 stream_route& s);
+    enum class auth_step : std::uint8_t { stream, answered, asked };
+    [[nodiscard]] auth_step authorize(connection& c, std::uint32_t id, const http_request& req,
+                                      stream_route& s);
+    void ask_app(connection& c, std::uint32_t id, const http_request& req, const stream_route& s);
+    void drain_auth_answers() noexcept;
+    void on_auth_answer(auth_answer& a) noexcept;
+    void stream_granted(connection& c, std::uint32_t id, const grant& g);
+    void open_stream(connection& c, std::uint32_t id, stream_route& s);
     void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
     void answer_and_close(connection& c, std::uint32_t id, int status,
                           std::string_view body) noexcept;
     // A refusal the client should retry (capacity, Redis not ready): 200 + `retry:` for an
     // EventSource, 503 + Retry-After for anyone else. Counted by `why`.
-    enum class refusal : std::uint8_t { capacity, channels, redis };
+    enum class refusal : std::uint8_t { capacity, channels, redis, auth };
     template <class Make>
     void send_final(connection& c, std::uint32_t id, Make&& make) noexcept;
     void refuse(connection& c, std::uint32_t id, refusal why) noexcept;
@@ -173,6 +181,9 @@ private:
     std::uint32_t _keepalive_count = UINT32_MAX;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> _longpolls;  // (id, gen) of XHR streams
     std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
+    std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered
+    bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
+    std::int64_t _last_auth_log_ms = 0;
     std::int64_t _last_accept_log_ms = 0;
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;

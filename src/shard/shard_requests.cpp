@@ -2,6 +2,8 @@
 // answer, or an error answer; and refusals that a client should retry.
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 
 #include "core/http_request.h"
@@ -35,14 +37,12 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     c.cors = cfg.cors.decide(req.origin);
     route r = route_request(req, cfg);
     if (auto* s = std::get_if<stream_route>(&r)) {
-        if (!authorize(c, id, req, *s)) return;
         c.xhr = req.is_xhr();
-        c.request = {};  // the views into it are dead from here on
-        if (!c.counted) {  // admitted over --max-conns only to hear this answer
-            refuse(c, id, refusal::capacity);
-            return;
+        switch (authorize(c, id, req, *s)) {
+            case auth_step::stream: open_stream(c, id, *s); break;
+            case auth_step::answered: break;
+            case auth_step::asked: break;  // c.request stays until the answer (on_auth_answer)
         }
-        start_stream(c, id, std::move(s->channels), s->head_only);
         return;
     }
     c.request = {};
@@ -69,23 +69,30 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     }
 }
 
-// With authorization configured, the stream needs a valid token, and its channels narrow
-// to the token's grant (on top of --allowed-channels). Returns false after answering: 401
-// (or 431 for an oversized token), which an EventSource takes as final, as it should.
-bool shard::authorize(connection& c, std::uint32_t id, const http_request& req, stream_route& s) {
+// With authorization configured, a stream needs valid credentials, and its channels narrow
+// to the user's grant (on top of --allowed-channels). A token decides when the request has
+// one; otherwise the auth callback is asked, and the request waits for the answer.
+// `answered`: refused with 401 (431 for an oversized token), which an EventSource takes
+// as final, as it should.
+shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_request& req,
+                                  stream_route& s) {
     const config& cfg = *_env.cfg;
-    if (!cfg.auth_required()) return true;
-    std::string token = req.token(cfg.jwt_cookie);
+    if (!cfg.auth_required()) return auth_step::stream;
+    std::string token = cfg.tokens ? req.token(cfg.jwt_cookie) : std::string();
     if (token.empty()) {
+        if (cfg.auth_url) {
+            ask_app(c, id, req, s);
+            return c.state == conn_state::authorizing ? auth_step::asked : auth_step::answered;
+        }
         _metrics.refused_auth.bump();
         answer_and_close(c, id, 401, "no token");
-        return false;
+        return auth_step::answered;
     }
     auto g = cfg.tokens->verify(token);
     if (!g) {
         _metrics.refused_auth.bump();
         answer_and_close(c, id, g.error().status, g.error().reason);
-        return false;
+        return auth_step::answered;
     }
     g->filter(s.channels);
     if (g->expires_at > 0) {
@@ -94,7 +101,96 @@ bool shard::authorize(connection& c, std::uint32_t id, const http_request& req, 
         std::int64_t end = g->expires_at + limits::token_leeway_seconds;
         c.expires_at_s = static_cast<std::uint32_t>(std::clamp<std::int64_t>(end, 1, UINT32_MAX));
     }
-    return true;
+    return auth_step::stream;
+}
+
+// Hands the request's credentials to the auth thread; the connection waits in
+// `authorizing`, with its request bytes, until the answer or its deadline.
+void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
+                    const stream_route& s) {
+    if (_auth_in_flight >= limits::auth_calls_per_shard) {
+        refuse(c, id, refusal::auth);
+        return;
+    }
+    auth_call call;
+    call.shard = _id;
+    call.conn = id;
+    call.gen = c.gen;
+    call.cookie = req.cookie;
+    call.authorization = req.authorization;
+    call.origin = req.origin;
+    call.user_agent = req.user_agent;
+    call.channels = encode_channel_list(s.channels);
+    call.original_uri = req.target;
+    if (!_link.auth_calls->try_push(std::move(call))) {
+        refuse(c, id, refusal::auth);
+        return;
+    }
+    ++_auth_in_flight;
+    _auth_queued = true;
+    c.state = conn_state::authorizing;
+    // curl gives up at --auth-timeout; this is the backstop should an answer never come.
+    c.deadline_ms = _now_ms + _env.cfg->auth_timeout.count() + limits::tick.count() * 5;
+}
+
+void shard::drain_auth_answers() noexcept {
+    if (!_link.auth_answers) return;
+    while (auto a = _link.auth_answers->try_pop()) on_auth_answer(*a);
+    if (_auth_queued && _env.auth->flag.should_wake()) {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto n = ::write(_env.auth->eventfd, &one, sizeof one);
+    }
+    _auth_queued = false;
+}
+
+void shard::on_auth_answer(auth_answer& a) noexcept {
+    --_auth_in_flight;
+    if (!_conns.has(a.conn)) return;
+    connection& c = _conns[a.conn];
+    // A connection that closed, or timed out and was refused, meanwhile: nobody to tell.
+    if (c.gen != a.gen || c.state != conn_state::authorizing) return;
+    switch (a.outcome) {
+        case auth_answer::denied:
+            _metrics.refused_auth.bump();
+            answer_and_close(c, a.conn, a.status, a.reason);
+            break;
+        case auth_answer::failed:
+            if (_now_ms - _last_auth_log_ms >= 1000) {  // at most one line a second
+                _last_auth_log_ms = _now_ms;
+                log::warn("shard {}: {}; the stream is refused to retry", _id, a.reason);
+            }
+            refuse(c, a.conn, refusal::auth);
+            break;
+        case auth_answer::granted:
+            try {
+                stream_granted(c, a.conn, a.g);
+            } catch (const std::bad_alloc&) {
+                close_conn(c, a.conn, close_reason::client_gone);
+            }
+            break;
+    }
+}
+
+// The application granted `g`: the request (kept in c.request) is routed again, which
+// gives the same stream_route as before the call, and narrowed to the grant.
+void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
+    parse_result parsed = parse_request(c.request);
+    auto* req = std::get_if<http_request>(&parsed);
+    route r = req ? route_request(*req, *_env.cfg) : route(http_error{500, "request lost"});
+    auto* s = std::get_if<stream_route>(&r);
+    if (!s) log::panic("a request that was routed to a stream no longer is");
+    g.filter(s->channels);
+    open_stream(c, id, *s);
+}
+
+// Admission and start, once the stream's channels are final.
+void shard::open_stream(connection& c, std::uint32_t id, stream_route& s) {
+    c.request = {};  // the views into it are dead from here on
+    if (!c.counted) {  // admitted over --max-conns only to hear this answer
+        refuse(c, id, refusal::capacity);
+        return;
+    }
+    start_stream(c, id, std::move(s.channels), s.head_only);
 }
 
 // A stream starts in `registering`: it joins its channels at once (so that their
@@ -155,6 +251,10 @@ void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
         case refusal::redis:
             _metrics.refused_redis.bump();
             reason = "redis is not ready";
+            break;
+        case refusal::auth:
+            _metrics.refused_auth_unavailable.bump();
+            reason = "authorization is unavailable";
             break;
     }
     if (!c.wants_event_stream) {
@@ -221,10 +321,11 @@ std::string shard::metrics_text() const {
         return n;
     };
     const redis_metrics& r = *_env.redis_counters;
-    return fmt::format(
+    std::string out = fmt::format(
         "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
         "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
-        "connections_refused_redis {}\nconnections_refused_auth {}\nstreams_expired {}\n"
+        "connections_refused_redis {}\nconnections_refused_auth {}\n"
+        "connections_refused_auth_unavailable {}\nstreams_expired {}\n"
         "longpolls_ended {}\nslow_consumers {}\nrequest_timeouts {}\n"
         "channels_dropped_from_streams {}\naccept_errors {}\nsubmissions_deferred {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
         "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
@@ -235,6 +336,7 @@ std::string shard::metrics_text() const {
         total(&shard_metrics::conns_rejected), total(&shard_metrics::conns_closed),
         total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
         total(&shard_metrics::refused_redis), total(&shard_metrics::refused_auth),
+        total(&shard_metrics::refused_auth_unavailable),
         total(&shard_metrics::streams_expired), total(&shard_metrics::longpolls_ended),
         total(&shard_metrics::slow_consumers),
         total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
@@ -244,6 +346,12 @@ std::string shard::metrics_text() const {
         r.messages_dropped_full.get(), r.messages_dropped_too_large.get(),
         r.messages_dropped_no_memory.get(), r.reconnects.get(), r.link_timeouts.get(),
         r.channels_refused.get(), r.channels_over_capacity.get(), r.subscribed_channels.get());
+    if (const auth_metrics* a = _env.auth_counters)
+        out += fmt::format("\nauth_calls {}\nauth_cache_hits {}\nauth_granted {}\nauth_denied {}\n"
+                           "auth_failed {}\nauth_in_flight {}",
+                           a->calls.get(), a->cache_hits.get(), a->granted.get(), a->denied.get(),
+                           a->failed.get(), a->in_flight.get());
+    return out;
 }
 
 }  // namespace jugglite

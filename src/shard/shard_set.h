@@ -34,10 +34,12 @@ class shard_set {
 public:
     // Opens the listeners and starts cfg.shards threads; returns once every shard has its
     // ring and is accepting, or with the first shard's setup error (all threads stopped).
-    // `stop`, `redis`, `redis_state` and `redis_counters` must outlive the set.
+    // `stop`, `redis`, `redis_state` and `redis_counters` must outlive the set, and so must
+    // `auth` and `auth_counters`, which are given exactly when cfg.auth_url is set.
     [[nodiscard]] static std::expected<std::unique_ptr<shard_set>, std::string> start(
-        const config& cfg, std::atomic<bool>& stop, redis_wakeup& redis,
-        const redis_status& redis_state, const redis_metrics& redis_counters);
+        const config& cfg, std::atomic<bool>& stop, thread_wakeup& redis,
+        const redis_status& redis_state, const redis_metrics& redis_counters,
+        thread_wakeup* auth = nullptr, const auth_metrics* auth_counters = nullptr);
     ~shard_set();
 
     // The redis thread's ends of the queues, one per shard.

@@ -176,7 +176,7 @@ TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --vers
         jugglite_server server({"--port", std::to_string(port), "--address", "127.0.0.1"},
                                shared_redis().url(), {"JUGGLITE_NAMESPACE=envns:"});
         CHECK(server.log().find("namespace='envns:'") != std::string::npos);
-        CHECK(answers_200(port, "/healthz"));
+        CHECK(eventually([&] { return answers_200(port, "/healthz"); }));
     }
     {
         int env_port = free_port();
