@@ -96,6 +96,13 @@ cxxopts::Options make_options(unsigned cpus) {
         ("trusted-proxies", "comma-separated addresses of proxies whose X-Forwarded-For is "
                             "passed to the auth callback",
          cxxopts::value<std::string>())
+        ("events-channel", "PUBLISH register/unregister events of every stream, and a node "
+                           "heartbeat, to this Redis channel (see README)",
+         cxxopts::value<std::string>())
+        ("events-heartbeat", "seconds between node heartbeat events",
+         cxxopts::value<long long>()->default_value("10"))
+        ("node-name", "this node's name in events (default: host name and port)",
+         cxxopts::value<std::string>())
         ("cors-origins", "comma-separated origins allowed to read streams cross-origin, or * "
                          "(which never allows credentials)",
          cxxopts::value<std::string>())
@@ -256,6 +263,16 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.auth_timeout = std::chrono::milliseconds(static_cast<long long>(auth_wait * 1000));
     cfg.auth_cache = std::chrono::seconds(in_range<long long>(r, "auth-cache-seconds", 0, 86400));
     cfg.auth_revalidate = std::chrono::seconds(in_range<long long>(r, "auth-revalidate", 0, 86400));
+    if (r.count("events-channel")) cfg.events_channel = r["events-channel"].as<std::string>();
+    cfg.events_heartbeat = std::chrono::seconds(in_range<long long>(r, "events-heartbeat", 1, 3600));
+    if (r.count("node-name")) {
+        cfg.node_name = r["node-name"].as<std::string>();
+    } else {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        cfg.node_name = cfg.socket_path.empty() ? fmt::format("{}:{}", host, cfg.port)
+                                                : fmt::format("{}:{}", host, cfg.socket_path);
+    }
     if (r.count("trusted-proxies")) cfg.trusted_proxies = split_list(r["trusted-proxies"].as<std::string>());
     return cfg;
 }

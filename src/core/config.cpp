@@ -83,4 +83,11 @@ bool config::channel_allowed(std::string_view channel) const {
     return false;
 }
 
+bool config::trusted_proxy(std::string_view peer) const noexcept {
+    if (peer.empty()) return false;
+    for (const auto& p : trusted_proxies)
+        if (p == peer) return true;
+    return false;
+}
+
 }  // namespace jugglite

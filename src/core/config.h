@@ -59,6 +59,18 @@ struct config {
     std::chrono::seconds auth_revalidate{0};    // --auth-revalidate; 0: never
     std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is passed on
 
+    // Connection events (--events-channel): register/unregister/node records PUBLISHed.
+    std::string events_channel;                 // empty: no events
+    std::chrono::seconds events_heartbeat{10};
+    std::string node_name;                      // names this process in events
+
+    // A stream keeps its peer's address only when something reads it.
+    [[nodiscard]] bool needs_peer_address() const noexcept {
+        return !trusted_proxies.empty() || !events_channel.empty();
+    }
+    // True when `peer` is one of --trusted-proxies.
+    [[nodiscard]] bool trusted_proxy(std::string_view peer) const noexcept;
+
     [[nodiscard]] bool auth_required() const noexcept {
         return tokens.has_value() || auth_url.has_value();
     }

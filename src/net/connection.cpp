@@ -23,6 +23,7 @@ void connection::reset() noexcept {
     _batch.reset();
     request = {};
     channels = {};
+    extras.reset();
     state = conn_state::free;
     deferred = 0;
     send_inflight = false;

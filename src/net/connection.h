@@ -51,6 +51,15 @@ enum deferred_op : std::uint8_t {
     defer_close = 16,
 };
 
+// What a stream keeps only when connection events (--events-channel) or trusted proxies
+// need it; null otherwise, so that a plain stream pays one pointer.
+struct stream_extras {
+    std::string peer;            // the socket's peer address, as text
+    std::string register_event;  // built at admission; published once the stream starts
+    std::int64_t started_ms = 0; // wall clock when the stream started, for duration_ms
+    std::uint64_t seq = 0;       // this shard's number for the stream, part of its event id
+};
+
 class connection {
 public:
     // Resets the slot for a newly accepted socket. The generation survives resets.
@@ -103,6 +112,7 @@ public:
     std::string request;            // request bytes until dispatched (authorizing: until the
                                     // answer), then released
     std::vector<membership> channels;
+    std::unique_ptr<stream_extras> extras;
 
 private:
     std::vector<frame_ref> _pending;  // frames [_head, end) are unsent

@@ -86,4 +86,19 @@ std::uint64_t raise_nofile_limit() noexcept {
     return lim.rlim_cur;
 }
 
+std::string format_address(const sockaddr_storage& addr, socklen_t len) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (addr.ss_family == AF_INET && len >= sizeof(sockaddr_in)) {
+        const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
+        inet_ntop(AF_INET, &a.sin_addr, text, sizeof text);
+    } else if (addr.ss_family == AF_INET6 && len >= sizeof(sockaddr_in6)) {
+        const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
+        if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) inet_ntop(AF_INET, &a.sin6_addr.s6_addr[12], text, sizeof text);
+        else inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof text);
+    } else if (addr.ss_family == AF_UNIX) {
+        return "unix";
+    }
+    return text;
+}
+
 }  // namespace jugglite

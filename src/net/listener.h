@@ -1,6 +1,8 @@
 // Listening sockets and the eventfd used for cross-thread wakeups.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <expected>
 #include <string>
@@ -22,6 +24,10 @@ namespace jugglite {
 // A close-on-exec eventfd. A ring reads it blocking (io_uring arms a poll); poll(2) users
 // read it non-blocking.
 [[nodiscard]] std::expected<unique_fd, std::string> make_eventfd(bool nonblocking);
+
+// The address in `addr` as text: "192.0.2.1", "2001:db8::1" (an IPv4-mapped IPv6 address
+// as its IPv4 form), or "unix" for a unix-socket peer; empty if unknown.
+[[nodiscard]] std::string format_address(const sockaddr_storage& addr, socklen_t len);
 
 // Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 std::uint64_t raise_nofile_limit() noexcept;

@@ -151,13 +151,15 @@ void shard::sleep() noexcept {
 void shard::begin_stop() noexcept {
     _stopping = true;
     ::shutdown(_listen_fd, SHUT_RDWR);
-    for (std::uint32_t u = 0; u < _units.size(); ++u) {
-        if (_units[u].accepts > 0) {
-            if (io_uring_sqe* sqe = _units[u].io->sqe()) {
-                io_uring_prep_cancel64(sqe, tag{op::accept, 0, u}.pack(), IORING_ASYNC_CANCEL_ALL);
-                io_uring_sqe_set_data64(sqe, tag{op::accept_cancel, 0, u}.pack());
-            }
+    for (std::uint32_t k = 0; k < _accept_slots.size(); ++k) {
+        const accept_slot& a = _accept_slots[k];
+        if (!a.busy) continue;
+        if (io_uring_sqe* sqe = _units[a.ring].io->sqe()) {
+            io_uring_prep_cancel64(sqe, tag{op::accept, k, a.ring}.pack(), 0);
+            io_uring_sqe_set_data64(sqe, tag{op::accept_cancel, 0, a.ring}.pack());
         }
+    }
+    for (std::uint32_t u = 0; u < _units.size(); ++u) {
         for (std::uint32_t slot = 0; slot < _units[u].high_water; ++slot) {
             std::uint32_t id = conn_id::make(u, slot);
             if (!_conns.has(id)) continue;

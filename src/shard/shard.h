@@ -4,6 +4,9 @@
 // Nothing in a shard is touched by another thread except through its shard_link.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -62,6 +65,13 @@ private:
     void sleep() noexcept;
     void begin_stop() noexcept;
 
+    // An accept in flight: where the kernel writes the peer's address, and its ring.
+    struct accept_slot {
+        sockaddr_storage addr;
+        socklen_t len;
+        std::uint32_t ring;
+        bool busy;
+    };
     // One ring and what is kept per ring.
     struct ring_unit {
         std::optional<ring> io;
@@ -80,7 +90,7 @@ private:
     // Completion handlers.
     void handle(std::uint32_t u, const io_uring_cqe& cqe) noexcept;
     void on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept;
-    void adopt(std::uint32_t u, std::uint32_t slot) noexcept;
+    void adopt(std::uint32_t u, std::uint32_t slot, const accept_slot& from) noexcept;
     void on_recv(connection& c, std::uint32_t id, const io_uring_cqe& cqe) noexcept;
     void on_send(connection& c, std::uint32_t id, int res) noexcept;
 
@@ -184,6 +194,9 @@ private:
     std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered
     bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
     std::int64_t _last_auth_log_ms = 0;
+    // The accepts in flight, each with room for its peer's address; an accept's tag
+    // carries its index here (in the generation field).
+    std::array<accept_slot, limits::accepts_in_flight> _accept_slots{};
     std::int64_t _last_accept_log_ms = 0;
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;

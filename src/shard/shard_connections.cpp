@@ -1,10 +1,12 @@
 // The connection lifecycle on a shard: accept (and admission), the receive that watches
 // for EOF, the linger after an answer, and the close state machine.
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "core/log.h"
+#include "net/listener.h"
 #include "shard/shard.h"
 
 namespace jugglite {
@@ -20,13 +22,21 @@ namespace jugglite {
 // spare slots so that over-limit clients are answered (see refuse()) rather than left
 // waiting in the backlog.
 void shard::arm_accept(std::uint32_t u) noexcept {
+    auto free_slot = std::find_if(_accept_slots.begin(), _accept_slots.end(),
+                                  [](const accept_slot& a) { return !a.busy; });
+    if (free_slot == _accept_slots.end()) return;
     io_uring_sqe* sqe = _units[u].io->sqe();
     if (!sqe) return;  // the next top-up tries again
+    const auto k = static_cast<std::uint32_t>(free_slot - _accept_slots.begin());
+    free_slot->len = sizeof free_slot->addr;
+    free_slot->ring = u;
+    free_slot->busy = true;
     // liburing 2.3's io_uring_prep_accept_direct mangles IORING_FILE_INDEX_ALLOC, so the
     // direct-descriptor target is set by hand.
-    io_uring_prep_accept(sqe, _listen_fd, nullptr, nullptr, 0);
+    io_uring_prep_accept(sqe, _listen_fd, reinterpret_cast<sockaddr*>(&free_slot->addr),
+                         &free_slot->len, 0);
     sqe->file_index = IORING_FILE_INDEX_ALLOC;
-    io_uring_sqe_set_data64(sqe, tag{op::accept, 0, u}.pack());
+    io_uring_sqe_set_data64(sqe, tag{op::accept, k, u}.pack());
     ++_units[u].accepts;
 }
 
@@ -62,6 +72,8 @@ void shard::top_up_accepts() noexcept {
 
 void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
     --_units[u].accepts;
+    accept_slot& from = _accept_slots[tag::unpack(cqe.user_data).gen % limits::accepts_in_flight];
+    from.busy = false;
     if (cqe.res < 0) {
         if (cqe.res == -ECANCELED) return;
         // -EMFILE, -ENOMEM, -ENFILE...: the system is short. Accepts resume from the next
@@ -77,13 +89,13 @@ void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
     }
     const std::uint32_t slot = static_cast<std::uint32_t>(cqe.res);
     if (slot >= _conns.slots()) log::panic(fmt::format("accept returned slot {} beyond table", slot));
-    adopt(u, slot);
+    adopt(u, slot, from);
     top_up_accepts();
 }
 
 // Takes the socket in slot `slot` of ring `u` as a new connection: admission, then
 // reading its request.
-void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
+void shard::adopt(std::uint32_t u, std::uint32_t slot, const accept_slot& from) noexcept {
     ring_unit& unit = _units[u];
     const std::uint32_t id = conn_id::make(u, slot);
     connection* cp;
@@ -100,6 +112,13 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot) noexcept {
     connection& c = *cp;
     if (c.state != conn_state::free) log::panic(fmt::format("accept into busy slot {}", slot));
     c.open(_now_ms);
+    if (_env.cfg->needs_peer_address()) {
+        try {
+            c.extras = std::make_unique<stream_extras>();
+            c.extras->peer = format_address(from.addr, from.len);
+        } catch (const std::bad_alloc&) {  // events go without the address
+        }
+    }
     ++_live;
     ++unit.live;
     unit.high_water = std::max(unit.high_water, slot + 1);

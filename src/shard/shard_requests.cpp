@@ -120,6 +120,8 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
     call.authorization = req.authorization;
     call.origin = req.origin;
     call.user_agent = req.user_agent;
+    // X-Forwarded-For says who the client is only when a proxy we trust wrote it.
+    if (c.extras && _env.cfg->trusted_proxy(c.extras->peer)) call.forwarded_for = req.forwarded_for;
     call.channels = encode_channel_list(s.channels);
     call.original_uri = req.target;
     if (!_link.auth_calls->try_push(std::move(call))) {

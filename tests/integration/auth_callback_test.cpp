@@ -157,3 +157,15 @@ TEST_CASE("with both a token key and a callback, a token decides and the callbac
     REQUIRE(by_session.read_until(": registered to channels: user_dave\n"));
     CHECK(app.requests() == 1);
 }
+
+TEST_CASE("X-Forwarded-For reaches the application only from a trusted proxy") {
+    auth_app app;
+    jugglite_server trusting({"--auth-url", app.url(), "--trusted-proxies", "10.9.9.9,127.0.0.1"});
+    auto c = request_as(trusting.port(), "/s?channel=a", "erin", true, "X-Forwarded-For: 198.51.100.7\r\n");
+    REQUIRE(c.read_until(": registered to channels: "));
+    CHECK(app.last_headers()["x-forwarded-for"] == "198.51.100.7");
+    jugglite_server wary({"--auth-url", app.url(), "--trusted-proxies", "10.9.9.9"});
+    auto d = request_as(wary.port(), "/s?channel=a", "erin", true, "X-Forwarded-For: 198.51.100.7\r\n");
+    REQUIRE(d.read_until(": registered to channels: "));
+    CHECK(app.last_headers().count("x-forwarded-for") == 0);
+}
