@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   liburing-dev libhiredis-dev libfmt-dev libcxxopts-dev libsimdjson-dev
-  doctest-dev libbenchmark-dev libcpp-jwt-dev libcurl4-openssl-dev
+  doctest-dev libbenchmark-dev libcpp-jwt-dev nlohmann-json3-dev libcurl4-openssl-dev
   redis-server redis-tools curl
 )
 

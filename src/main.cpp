@@ -12,12 +12,14 @@
 #include <thread>
 #include <vector>
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/request_router.h"
 #include "net/auth_client.h"
 #include "net/listener.h"
+#include "redis/event_publisher.h"
 #include "redis/redis_subscriber.h"
 #include "shard/shard_set.h"
 
@@ -263,6 +265,7 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.auth_timeout = std::chrono::milliseconds(static_cast<long long>(auth_wait * 1000));
     cfg.auth_cache = std::chrono::seconds(in_range<long long>(r, "auth-cache-seconds", 0, 86400));
     cfg.auth_revalidate = std::chrono::seconds(in_range<long long>(r, "auth-revalidate", 0, 86400));
+    cfg.instance = fmt::format("{:x}", unix_seconds() * 1000 + monotonic_ms() % 1000);
     if (r.count("events-channel")) cfg.events_channel = r["events-channel"].as<std::string>();
     cfg.events_heartbeat = std::chrono::seconds(in_range<long long>(r, "events-heartbeat", 1, 3600));
     if (r.count("node-name")) {
@@ -330,9 +333,22 @@ int serve(const config& cfg) {
         auth_efd = std::move(*e);
         auth_wake.eventfd = auth_efd->get();
     }
-    auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters,
-                                   cfg.auth_url ? &auth_wake : nullptr,
-                                   cfg.auth_url ? &auth_counters : nullptr);
+    event_metrics event_counters;
+    thread_wakeup events_wake;
+    std::optional<unique_fd> events_efd;
+    if (!cfg.events_channel.empty()) {
+        auto e = make_eventfd(true);
+        if (!e) {
+            log::error("{}", e.error());
+            return 1;
+        }
+        events_efd = std::move(*e);
+        events_wake.eventfd = events_efd->get();
+    }
+    side_threads side;
+    if (cfg.auth_url) side.auth = &auth_wake, side.auth_counters = &auth_counters;
+    if (events_efd) side.events = &events_wake, side.event_counters = &event_counters;
+    auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters, side);
     if (!shards) {
         log::error("cannot start: {}", shards.error());
         return 1;
@@ -345,6 +361,15 @@ int serve(const config& cfg) {
 
     redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters);
     std::thread redis_thread([&sub] { sub.run(); });
+    // The events thread outlives the shards: it publishes their shutdown unregisters.
+    std::atomic<bool> events_stop{false};
+    std::optional<event_publisher> events;
+    std::thread events_thread;
+    if (events_efd) {
+        events.emplace(cfg, (*shards)->links(), events_wake, events_stop, event_counters,
+                       (*shards)->metrics());
+        events_thread = std::thread([&events] { events->run(); });
+    }
     std::optional<auth_client> auth;
     std::thread auth_thread;
     if (cfg.auth_url) {
@@ -361,6 +386,11 @@ int serve(const config& cfg) {
     (*shards)->join();
     redis_thread.join();
     if (auth_thread.joinable()) auth_thread.join();
+    if (events_thread.joinable()) {
+        events_stop.store(true, std::memory_order_release);
+        [[maybe_unused]] auto w = ::write(events_wake.eventfd, &one, sizeof one);
+        events_thread.join();
+    }
 
     auto all = (*shards)->metrics();
     for (std::size_t i = 0; i < all.size(); ++i) log::info("shard {}: {}", i, format_counters(all[i]));

@@ -63,6 +63,7 @@ struct config {
     std::string events_channel;                 // empty: no events
     std::chrono::seconds events_heartbeat{10};
     std::string node_name;                      // names this process in events
+    std::string instance;                       // this process' start (unix ms, hex), in event ids
 
     // A stream keeps its peer's address only when something reads it.
     [[nodiscard]] bool needs_peer_address() const noexcept {

@@ -164,6 +164,15 @@ inline constexpr std::uint32_t token_leeway_seconds = 5;
 inline constexpr std::chrono::milliseconds longpoll_linger{250};
 inline constexpr std::chrono::seconds default_longpoll_max{25};
 
+// Events (--events-channel): a shard's queue of records for the events thread (sized for
+// a whole shard's unregisters at shutdown), the PUBLISHes that may wait for Redis' answers
+// before new records are dropped, how long a link may go without an answer, and how long
+// the thread goes on publishing after the shards stopped.
+inline constexpr std::size_t event_queue_capacity = 1 << 15;
+inline constexpr std::uint64_t events_max_unanswered = 100'000;
+inline constexpr std::chrono::milliseconds events_reply_timeout{3'000};
+inline constexpr std::chrono::milliseconds events_final_flush{2'000};
+
 // How long a browser may cache a CORS preflight answer.
 inline constexpr int cors_max_age_seconds = 600;
 

@@ -43,6 +43,7 @@ struct shard_metrics {
     counter refused_auth_unavailable;  // turned away (to retry): the auth callback failed or was slow
     counter streams_expired;     // streams ended (with `retry:`) when their token expired
     counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max
+    counter events_dropped_queue_full;  // events the events thread's queue had no room for
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE
     counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
 };
@@ -69,6 +70,14 @@ struct auth_metrics {
     counter denied;      // 401/403
     counter failed;      // timeout, unreachable, another status, a malformed answer
     counter in_flight;   // gauge: calls being asked
+};
+
+// Written by the events thread (--events-channel).
+struct event_metrics {
+    counter published;          // records PUBLISHed and answered by Redis
+    counter dropped_redis_down; // records dropped: no link to Redis
+    counter dropped_backlog;    // records dropped: Redis is not keeping up
+    counter link_errors;        // links lost or replaced (error, or no answer in time)
 };
 
 // One line per counter block, for the shutdown log.

@@ -10,6 +10,7 @@
 #include "core/auth_call.h"
 #include "core/frame.h"
 #include "core/limits.h"
+#include "core/metrics.h"
 #include "core/spsc_queue.h"
 
 namespace jugglite {
@@ -52,6 +53,8 @@ struct shard_link {
     // Allocated only when the callback is configured.
     std::unique_ptr<spsc_queue<auth_call>> auth_calls;
     std::unique_ptr<spsc_queue<auth_answer>> auth_answers;
+    // With --events-channel: records (JSON) for the events thread, which the shard wakes.
+    std::unique_ptr<spsc_queue<std::string>> events;
 };
 
 // Wakes a thread the shards hand work to (the redis thread, the auth thread); shared by
@@ -59,6 +62,15 @@ struct shard_link {
 struct thread_wakeup {
     wake_flag flag;
     int eventfd = -1;
+};
+
+// The threads that run only when configured, and their counters: the auth thread
+// (--auth-url) and the events thread (--events-channel). Null when not.
+struct side_threads {
+    thread_wakeup* auth = nullptr;
+    const auth_metrics* auth_counters = nullptr;
+    thread_wakeup* events = nullptr;
+    const event_metrics* event_counters = nullptr;
 };
 
 // What the redis thread publishes about itself; written by it alone, read by the shards.

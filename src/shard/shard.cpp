@@ -90,6 +90,7 @@ void shard::loop() noexcept {
             drain_messages();
             drain_auth_answers();
         }
+        wake_events();
         if (_now_ms >= _next_tick_ms) {
             on_tick();
             _next_tick_ms = _now_ms + limits::tick.count();

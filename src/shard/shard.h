@@ -40,10 +40,9 @@ struct shard_environment {
     std::atomic<std::uint32_t>* open_conns; // accepted connections across all shards
     const redis_status* redis_state;        // the redis thread's link state, for /readyz
     thread_wakeup* redis;
-    thread_wakeup* auth;                    // the auth thread; null without --auth-url
-    const auth_metrics* auth_counters;      // null without --auth-url
     std::span<const shard_metrics> all_shards;  // for /metrics
     const redis_metrics* redis_counters;
+    side_threads side;
 };
 
 class shard {
@@ -99,12 +98,21 @@ private:
     void dispatch(connection& c, std::uint32_t id, const http_request& req);
     enum class auth_step : std::uint8_t { stream, answered, asked };
     [[nodiscard]] auth_step authorize(connection& c, std::uint32_t id, const http_request& req,
-                                      stream_route& s);
+                                      stream_route& s, std::string& sub);
     void ask_app(connection& c, std::uint32_t id, const http_request& req, const stream_route& s);
     void drain_auth_answers() noexcept;
     void on_auth_answer(auth_answer& a) noexcept;
     void stream_granted(connection& c, std::uint32_t id, const grant& g);
-    void open_stream(connection& c, std::uint32_t id, stream_route& s);
+    void open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
+                     std::string_view user_agent);
+    // Connection events (shard_events.cpp): a register record is built at admission and
+    // published when the stream starts; every stream that started gets one unregister.
+    void prepare_register(connection& c, const stream_route& s, std::string_view sub,
+                          std::string_view user_agent);
+    void announce_register(connection& c) noexcept;
+    void announce_unregister(connection& c, std::string_view reason) noexcept;
+    void push_event(std::string record) noexcept;
+    void wake_events() noexcept;
     void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
     void answer_and_close(connection& c, std::uint32_t id, int status,
@@ -119,7 +127,8 @@ private:
     // The CORS header lines every answer to `c` carries.
     [[nodiscard]] std::string cors_headers(const connection& c) const;
     // Ends a stream with `last` written before the close (see shard_requests.cpp).
-    void end_stream(connection& c, std::uint32_t id, std::string last) noexcept;
+    void end_stream(connection& c, std::uint32_t id, std::string last,
+                    std::string_view reason) noexcept;
     void expire_stream(connection& c, std::uint32_t id) noexcept;
     // XHR long-polls: listed so that their 250 ms end is checked every tick.
     void note_longpoll_message(connection& c, std::uint32_t id) noexcept;
@@ -193,6 +202,8 @@ private:
     std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
     std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered
     bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
+    bool _events_queued = false;        // records pushed this turn: wake the events thread
+    std::uint64_t _stream_seq = 0;      // streams started here, for their event ids
     std::int64_t _last_auth_log_ms = 0;
     // The accepts in flight, each with room for its peer's address; an accept's tag
     // carries its index here (in the generation field).

@@ -35,6 +35,7 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
             c.deadline_ms = _now_ms + std::chrono::milliseconds(_env.cfg->longpoll_max).count();
         }
         c.state = conn_state::streaming;
+        announce_register(c);
         _metrics.conns_opened.bump();
         _metrics.conns_open.set(_metrics.conns_open.get() + 1);
         c.last_write_ms = _now_ms;

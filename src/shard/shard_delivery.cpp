@@ -83,7 +83,7 @@ void shard::check_longpolls() noexcept {
         if (c.gen != gen || c.state != conn_state::streaming) return true;
         if (_now_ms < c.deadline_ms) return false;
         _metrics.longpolls_ended.bump();
-        end_stream(c, id, {});
+        end_stream(c, id, {}, "longpoll_done");
         return true;
     });
 }

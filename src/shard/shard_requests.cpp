@@ -38,8 +38,9 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     route r = route_request(req, cfg);
     if (auto* s = std::get_if<stream_route>(&r)) {
         c.xhr = req.is_xhr();
-        switch (authorize(c, id, req, *s)) {
-            case auth_step::stream: open_stream(c, id, *s); break;
+        std::string sub;
+        switch (authorize(c, id, req, *s, sub)) {
+            case auth_step::stream: open_stream(c, id, *s, sub, req.user_agent); break;
             case auth_step::answered: break;
             case auth_step::asked: break;  // c.request stays until the answer (on_auth_answer)
         }
@@ -75,7 +76,7 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
 // `answered`: refused with 401 (431 for an oversized token), which an EventSource takes
 // as final, as it should.
 shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_request& req,
-                                  stream_route& s) {
+                                  stream_route& s, std::string& sub) {
     const config& cfg = *_env.cfg;
     if (!cfg.auth_required()) return auth_step::stream;
     std::string token = cfg.tokens ? req.token(cfg.jwt_cookie) : std::string();
@@ -95,6 +96,7 @@ shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_re
         return auth_step::answered;
     }
     g->filter(s.channels);
+    sub = std::move(g->sub);
     if (g->expires_at > 0) {
         // The leeway that admitted the token also ends the stream, or a token admitted
         // within it would be cut at once and come straight back.
@@ -138,9 +140,9 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
 void shard::drain_auth_answers() noexcept {
     if (!_link.auth_answers) return;
     while (auto a = _link.auth_answers->try_pop()) on_auth_answer(*a);
-    if (_auth_queued && _env.auth->flag.should_wake()) {
+    if (_auth_queued && _env.side.auth->flag.should_wake()) {
         std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.auth->eventfd, &one, sizeof one);
+        [[maybe_unused]] auto n = ::write(_env.side.auth->eventfd, &one, sizeof one);
     }
     _auth_queued = false;
 }
@@ -182,11 +184,14 @@ void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
     auto* s = std::get_if<stream_route>(&r);
     if (!s) log::panic("a request that was routed to a stream no longer is");
     g.filter(s->channels);
-    open_stream(c, id, *s);
+    open_stream(c, id, *s, g.sub, req->user_agent);
 }
 
-// Admission and start, once the stream's channels are final.
-void shard::open_stream(connection& c, std::uint32_t id, stream_route& s) {
+// Admission and start, once the stream's channels are final. `user_agent` may point into
+// c.request, which is released here.
+void shard::open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
+                        std::string_view user_agent) {
+    if (c.extras && _link.events && !s.head_only) prepare_register(c, s, sub, user_agent);
     c.request = {};  // the views into it are dead from here on
     if (!c.counted) {  // admitted over --max-conns only to hear this answer
         refuse(c, id, refusal::capacity);
@@ -280,8 +285,10 @@ std::string shard::cors_headers(const connection& c) const {
 
 // Ends an open stream the server's way: `last` (a final comment, maybe a `retry:`) is
 // written, then the connection closes. The client comes back by itself.
-void shard::end_stream(connection& c, std::uint32_t id, std::string last) noexcept {
+void shard::end_stream(connection& c, std::uint32_t id, std::string last,
+                       std::string_view reason) noexcept {
     if (c.state != conn_state::streaming) return;
+    announce_unregister(c, reason);
     leave_channels(c);
     _metrics.conns_open.set(_metrics.conns_open.get() - 1);
     c.state = conn_state::closing_after_send;
@@ -305,7 +312,7 @@ void shard::expire_stream(connection& c, std::uint32_t id) noexcept {
         last = fmt::format(": token expired\nretry: {}\n\n", jittered_retry_ms());
     } catch (const std::bad_alloc&) {
     }
-    end_stream(c, id, std::move(last));
+    end_stream(c, id, std::move(last), "expired");
 }
 
 bool shard::live() const noexcept {
@@ -348,11 +355,18 @@ std::string shard::metrics_text() const {
         r.messages_dropped_full.get(), r.messages_dropped_too_large.get(),
         r.messages_dropped_no_memory.get(), r.reconnects.get(), r.link_timeouts.get(),
         r.channels_refused.get(), r.channels_over_capacity.get(), r.subscribed_channels.get());
-    if (const auth_metrics* a = _env.auth_counters)
+    if (const auth_metrics* a = _env.side.auth_counters)
         out += fmt::format("\nauth_calls {}\nauth_cache_hits {}\nauth_granted {}\nauth_denied {}\n"
                            "auth_failed {}\nauth_in_flight {}",
                            a->calls.get(), a->cache_hits.get(), a->granted.get(), a->denied.get(),
                            a->failed.get(), a->in_flight.get());
+    if (const event_metrics* e = _env.side.event_counters)
+        out += fmt::format("\nevents_published {}\nevents_dropped_queue_full {}\n"
+                           "events_dropped_redis_down {}\nevents_dropped_backlog {}\n"
+                           "events_link_errors {}",
+                           e->published.get(), total(&shard_metrics::events_dropped_queue_full),
+                           e->dropped_redis_down.get(), e->dropped_backlog.get(),
+                           e->link_errors.get());
     return out;
 }
 

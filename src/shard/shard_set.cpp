@@ -37,8 +37,7 @@ ring_plan plan_rings(std::uint32_t max_conns, unsigned shards, std::uint64_t nof
 
 std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     const config& cfg, std::atomic<bool>& stop, thread_wakeup& redis,
-    const redis_status& redis_state, const redis_metrics& redis_counters, thread_wakeup* auth,
-    const auth_metrics* auth_counters) {
+    const redis_status& redis_state, const redis_metrics& redis_counters, side_threads side) {
     std::unique_ptr<shard_set> set(new shard_set);
     set->_count = cfg.shards;
     set->_stop = &stop;
@@ -49,6 +48,10 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
             set->_links[i].auth_calls = std::make_unique<spsc_queue<auth_call>>(limits::auth_queue_capacity);
             set->_links[i].auth_answers = std::make_unique<spsc_queue<auth_answer>>(limits::auth_queue_capacity);
         }
+    }
+    if (!cfg.events_channel.empty()) {
+        for (unsigned i = 0; i < cfg.shards; ++i)
+            set->_links[i].events = std::make_unique<spsc_queue<std::string>>(limits::event_queue_capacity);
     }
 
     // With --socket every shard accepts on the one unix socket; otherwise each shard has
@@ -72,8 +75,8 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         log::warn("{} shards x {} rings x {} slots hold {} connections, fewer than --max-conns {}",
                   cfg.shards, plan.rings, plan.slots, plan.capacity, cfg.max_conns);
 
-    shard_environment env{&cfg,  &stop,         &set->_open_conns, &redis_state,   &redis,
-                          auth,  auth_counters, set->metrics(),    &redis_counters};
+    shard_environment env{&cfg,           &stop,           &set->_open_conns, &redis_state,
+                          &redis,         set->metrics(), &redis_counters,   side};
     for (unsigned i = 0; i < cfg.shards; ++i) {
         auto efd = make_eventfd(true);  // polled, and signalled by the rings and the redis thread
         if (!efd) return std::unexpected(efd.error());

@@ -34,12 +34,13 @@ class shard_set {
 public:
     // Opens the listeners and starts cfg.shards threads; returns once every shard has its
     // ring and is accepting, or with the first shard's setup error (all threads stopped).
-    // `stop`, `redis`, `redis_state` and `redis_counters` must outlive the set, and so must
-    // `auth` and `auth_counters`, which are given exactly when cfg.auth_url is set.
+    // `stop`, `redis`, `redis_state`, `redis_counters` and what `side` points to must
+    // outlive the set; `side` has the auth thread exactly when cfg.auth_url is set, and
+    // the events thread exactly when cfg.events_channel is.
     [[nodiscard]] static std::expected<std::unique_ptr<shard_set>, std::string> start(
         const config& cfg, std::atomic<bool>& stop, thread_wakeup& redis,
         const redis_status& redis_state, const redis_metrics& redis_counters,
-        thread_wakeup* auth = nullptr, const auth_metrics* auth_counters = nullptr);
+        side_threads side = {});
     ~shard_set();
 
     // The redis thread's ends of the queues, one per shard.

@@ -117,6 +117,31 @@ std::string redis_client::command(const std::vector<std::string>& args) {
 
 redis_client::~redis_client() { redisFree(_c); }
 
+void redis_client::subscribe(std::string_view channel) {
+    auto* r = static_cast<redisReply*>(redisCommand(_c, "SUBSCRIBE %b", channel.data(), channel.size()));
+    if (!r) throw std::runtime_error("SUBSCRIBE failed");
+    freeReplyObject(r);
+}
+
+std::string redis_client::next_message(std::chrono::milliseconds timeout) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    redisSetTimeout(_c, tv);
+    void* reply = nullptr;
+    if (redisGetReply(_c, &reply) != REDIS_OK || !reply) {
+        // A timed-out read leaves the context in error: start a fresh one is the caller's
+        // business; report "no message".
+        _c->err = 0;
+        return {};
+    }
+    auto* r = static_cast<redisReply*>(reply);
+    std::string out;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[2]->str)
+        out.assign(r->element[2]->str, static_cast<std::size_t>(r->element[2]->len));
+    freeReplyObject(r);
+    return out;
+}
+
 long long redis_client::publish(std::string_view channel, std::string_view payload) {
     auto* r = static_cast<redisReply*>(redisCommand(_c, "PUBLISH %b %b", channel.data(),
                                                     channel.size(), payload.data(), payload.size()));

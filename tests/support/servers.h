@@ -53,6 +53,10 @@ public:
     long long publish(std::string_view channel, std::string_view payload);
     // PUBSUB NUMSUB for one channel.
     long long numsub(std::string_view channel);
+    // SUBSCRIBE to `channel`; the connection is then only for next_message().
+    void subscribe(std::string_view channel);
+    // The payload of the next message on a subscribed connection, or "" after `timeout`.
+    std::string next_message(std::chrono::milliseconds timeout = 5s);
 
 private:
     redisContext* _c;
