@@ -65,9 +65,11 @@ struct config {
     std::string node_name;                      // names this process in events
     std::string instance;                       // this process' start (unix ms, hex), in event ids
 
-    // A stream keeps its peer's address only when something reads it.
-    [[nodiscard]] bool needs_peer_address() const noexcept {
-        return !trusted_proxies.empty() || !events_channel.empty();
+    // A connection keeps stream_extras (its peer's address, its event record, what its
+    // revalidation asks) only when something reads them.
+    [[nodiscard]] bool needs_stream_extras() const noexcept {
+        return !trusted_proxies.empty() || !events_channel.empty() ||
+               (auth_url && auth_revalidate.count() > 0);
     }
     // True when `peer` is one of --trusted-proxies.
     [[nodiscard]] bool trusted_proxy(std::string_view peer) const noexcept;

@@ -42,6 +42,7 @@ struct shard_metrics {
     counter refused_auth;        // stream requests refused for their credentials (401, 403, 431)
     counter refused_auth_unavailable;  // turned away (to retry): the auth callback failed or was slow
     counter streams_expired;     // streams ended (with `retry:`) when their token expired
+    counter streams_revoked;     // streams ended (with `retry:`): the auth callback withdrew them
     counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max
     counter events_dropped_queue_full;  // events the events thread's queue had no room for
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE

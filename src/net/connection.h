@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/auth_call.h"
 #include "core/channel_registry.h"
 #include "core/frame.h"
 #include "core/limits.h"
@@ -58,6 +59,8 @@ struct stream_extras {
     std::string register_event;  // built at admission; published once the stream starts
     std::int64_t started_ms = 0; // wall clock when the stream started, for duration_ms
     std::uint64_t seq = 0;       // this shard's number for the stream, part of its event id
+    // --auth-revalidate: the call that admitted the stream, asked again every interval.
+    std::unique_ptr<auth_call> recheck;
 };
 
 class connection {

@@ -310,7 +310,8 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                     close_conn(c, id, close_reason::slow_consumer);
                 } else if (c.state == conn_state::streaming && c.expires_at_s != 0 &&
                            _now_s >= c.expires_at_s) {
-                    expire_stream(c, id);
+                    if (c.extras && c.extras->recheck) recheck_stream(c, id);
+                    else expire_stream(c, id);
                 } else if (c.state == conn_state::streaming && !c.send_inflight && _keepalive &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {
                     deliver(c, id, _keepalive);

@@ -103,6 +103,8 @@ private:
     void drain_auth_answers() noexcept;
     void on_auth_answer(auth_answer& a) noexcept;
     void stream_granted(connection& c, std::uint32_t id, const grant& g);
+    void recheck_stream(connection& c, std::uint32_t id) noexcept;
+    void on_recheck_answer(connection& c, std::uint32_t id, const auth_answer& a) noexcept;
     void open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
                      std::string_view user_agent);
     // Connection events (shard_events.cpp): a register record is built at admission and

@@ -112,7 +112,7 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot, const accept_slot& from) 
     connection& c = *cp;
     if (c.state != conn_state::free) log::panic(fmt::format("accept into busy slot {}", slot));
     c.open(_now_ms);
-    if (_env.cfg->needs_peer_address()) {
+    if (_env.cfg->needs_stream_extras()) {
         try {
             c.extras = std::make_unique<stream_extras>();
             c.extras->peer = format_address(from.addr, from.len);

@@ -126,6 +126,8 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
     if (c.extras && _env.cfg->trusted_proxy(c.extras->peer)) call.forwarded_for = req.forwarded_for;
     call.channels = encode_channel_list(s.channels);
     call.original_uri = req.target;
+    if (c.extras && _env.cfg->auth_revalidate.count() > 0)
+        c.extras->recheck = std::make_unique<auth_call>(call);
     if (!_link.auth_calls->try_push(std::move(call))) {
         refuse(c, id, refusal::auth);
         return;
@@ -151,8 +153,12 @@ void shard::on_auth_answer(auth_answer& a) noexcept {
     --_auth_in_flight;
     if (!_conns.has(a.conn)) return;
     connection& c = _conns[a.conn];
-    // A connection that closed, or timed out and was refused, meanwhile: nobody to tell.
-    if (c.gen != a.gen || c.state != conn_state::authorizing) return;
+    if (c.gen != a.gen) return;  // closed meanwhile: nobody to tell
+    if (c.state == conn_state::streaming) {
+        on_recheck_answer(c, a.conn, a);
+        return;
+    }
+    if (c.state != conn_state::authorizing) return;  // timed out and refused meanwhile
     switch (a.outcome) {
         case auth_answer::denied:
             _metrics.refused_auth.bump();
@@ -175,6 +181,38 @@ void shard::on_auth_answer(auth_answer& a) noexcept {
     }
 }
 
+// --auth-revalidate: asks the application again about an open stream it admitted.
+void shard::recheck_stream(connection& c, std::uint32_t id) noexcept {
+    c.expires_at_s = static_cast<std::uint32_t>(_now_s + _env.cfg->auth_revalidate.count());
+    if (_auth_in_flight >= limits::auth_calls_per_shard) return;  // next interval
+    try {
+        auth_call call = *c.extras->recheck;
+        call.gen = c.gen;
+        if (!_link.auth_calls->try_push(std::move(call))) return;
+    } catch (const std::bad_alloc&) {
+        return;
+    }
+    ++_auth_in_flight;
+    _auth_queued = true;
+}
+
+// The answer about an open stream: it goes on while its grant still covers every channel
+// it holds, and ends (with a retry, like an expired token) once the application withdrew
+// it. A failed call changes nothing: an application's hiccup must not cut every stream.
+void shard::on_recheck_answer(connection& c, std::uint32_t id, const auth_answer& a) noexcept {
+    bool withdrawn = a.outcome == auth_answer::denied;
+    if (a.outcome == auth_answer::granted)
+        for (const membership& m : c.channels) withdrawn |= !a.g.allows(m.entry->name);
+    if (!withdrawn) return;
+    _metrics.streams_revoked.bump();
+    std::string last;
+    try {
+        last = fmt::format(": access withdrawn\nretry: {}\n\n", jittered_retry_ms());
+    } catch (const std::bad_alloc&) {
+    }
+    end_stream(c, id, std::move(last), "revoked");
+}
+
 // The application granted `g`: the request (kept in c.request) is routed again, which
 // gives the same stream_route as before the call, and narrowed to the grant.
 void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
@@ -184,6 +222,8 @@ void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
     auto* s = std::get_if<stream_route>(&r);
     if (!s) log::panic("a request that was routed to a stream no longer is");
     g.filter(s->channels);
+    if (c.extras && c.extras->recheck)
+        c.expires_at_s = static_cast<std::uint32_t>(_now_s + _env.cfg->auth_revalidate.count());
     open_stream(c, id, *s, g.sub, req->user_agent);
 }
 
@@ -334,7 +374,7 @@ std::string shard::metrics_text() const {
         "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
         "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
         "connections_refused_redis {}\nconnections_refused_auth {}\n"
-        "connections_refused_auth_unavailable {}\nstreams_expired {}\n"
+        "connections_refused_auth_unavailable {}\nstreams_expired {}\nstreams_revoked {}\n"
         "longpolls_ended {}\nslow_consumers {}\nrequest_timeouts {}\n"
         "channels_dropped_from_streams {}\naccept_errors {}\nsubmissions_deferred {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
         "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
@@ -346,7 +386,8 @@ std::string shard::metrics_text() const {
         total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
         total(&shard_metrics::refused_redis), total(&shard_metrics::refused_auth),
         total(&shard_metrics::refused_auth_unavailable),
-        total(&shard_metrics::streams_expired), total(&shard_metrics::longpolls_ended),
+        total(&shard_metrics::streams_expired), total(&shard_metrics::streams_revoked),
+        total(&shard_metrics::longpolls_ended),
         total(&shard_metrics::slow_consumers),
         total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
         total(&shard_metrics::accept_errors), total(&shard_metrics::sqe_deferred),

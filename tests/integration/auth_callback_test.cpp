@@ -169,3 +169,29 @@ TEST_CASE("X-Forwarded-For reaches the application only from a trusted proxy") {
     REQUIRE(d.read_until(": registered to channels: "));
     CHECK(app.last_headers().count("x-forwarded-for") == 0);
 }
+
+TEST_CASE("--auth-revalidate ends a stream whose grant the application withdrew, and only it") {
+    auth_app app;
+    jugglite_server server({"--auth-url", app.url(), "--auth-revalidate", "1"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("public");
+    auto kept = request_as(server.port(), "/s?channel=" + ch, "frank");
+    auto revoked = request_as(server.port(), "/s?channel=" + ch, "grace");
+    REQUIRE(kept.read_until(": registered to channels: "));
+    REQUIRE(revoked.read_until(": registered to channels: "));
+    // Each stream is asked about again within 1 s (its tick slice) of the interval.
+    REQUIRE(eventually([&] { return app.requests() >= 4; }));
+    CHECK_FALSE(revoked.closed());
+    app.revoke("grace");
+    REQUIRE(revoked.read_until_closed(5s));
+    CHECK(revoked.body().find(": access withdrawn\nretry: ") != std::string::npos);
+    CHECK(metric(server.port(), "streams_revoked") == 1);
+    redis.publish(ch, "still for frank");
+    CHECK(kept.read_until("data: still for frank\n\n"));
+    CHECK_FALSE(kept.closed());
+    // The application going down changes nothing for open streams.
+    app.stop();
+    std::this_thread::sleep_for(2500ms);
+    redis.publish(ch, "after the app went down");
+    CHECK(kept.read_until("data: after the app went down\n\n"));
+}

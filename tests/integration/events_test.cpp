@@ -65,7 +65,7 @@ TEST_CASE("register and unregister carry one id, the grant's sub, the peer and t
     CHECK(metric(server.port(), "events_published") >= 3);
 }
 
-TEST_CASE("a node heartbeat carries the open-stream count; shutdown unregisters every stream") {
+TEST_CASE("a node heartbeat carries the open-stream count, and shutdown unregisters every stream") {
     auto events = unique_channel("events");
     redis_client listener(shared_redis().port());
     listener.subscribe(events);

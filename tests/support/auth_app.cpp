@@ -125,7 +125,12 @@ std::string auth_app::answer(const std::map<std::string, std::string>& headers) 
                std::to_string(body.size()) + "\r\n\r\n" + body;
     };
     if (user.empty()) return reply(401, "Unauthorized", "{}");
-    if (user == "banned") return reply(403, "Forbidden", "{}");
+    bool revoked = user == "banned";
+    {
+        std::lock_guard lock(_mu);
+        revoked |= std::find(_revoked.begin(), _revoked.end(), user) != _revoked.end();
+    }
+    if (revoked) return reply(403, "Forbidden", "{}");
     return reply(200, "OK",
                  R"({"channels":["user_)" + user + R"(","public*"],"sub":")" + user + R"("})");
 }

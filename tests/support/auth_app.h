@@ -26,6 +26,11 @@ public:
     }
     // Each answer waits this long first.
     void set_delay(std::chrono::milliseconds d) { _delay_ms = d.count(); }
+    // From now on `user` gets 403, as after a logout or a ban.
+    void revoke(const std::string& user) {
+        std::lock_guard lock(_mu);
+        _revoked.push_back(user);
+    }
     // Stops listening and drops every connection: the application is down.
     void stop();
 
@@ -50,6 +55,7 @@ private:
     mutable std::mutex _mu;
     std::map<std::string, std::string> _last;
     std::vector<int> _fds;
+    std::vector<std::string> _revoked;
     std::vector<std::thread> _threads;
     std::thread _acceptor;
 };
