@@ -156,6 +156,9 @@ inline constexpr int retry_after_seconds = 5;
 // well under 2 KiB; the request head's own 8 KiB cap bounds them anyway.
 inline constexpr std::size_t max_token_bytes = 4096;
 
+// Verified tokens a shard remembers (see token_cache.h): about 300 B each with its grant.
+inline constexpr std::size_t token_cache_entries = 8192;
+
 // Clock skew tolerated on a token's `exp` and `nbf`.
 inline constexpr std::uint32_t token_leeway_seconds = 5;
 

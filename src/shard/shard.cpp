@@ -60,6 +60,7 @@ std::expected<void, std::string> shard::setup() {
         unit.bufs.emplace(std::move(*b));
     }
     _now_ms = monotonic_ms();
+    _now_s = unix_seconds();
     _next_tick_ms = _now_ms + limits::tick.count();
     top_up_accepts();
     for (std::uint32_t u = 0; u < _units.size(); ++u) {

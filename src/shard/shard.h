@@ -24,6 +24,7 @@
 #include "core/http_request.h"
 #include "core/metrics.h"
 #include "core/request_router.h"
+#include "core/token_cache.h"
 #include "core/shard_link.h"
 #include "net/buf_ring.h"
 #include "net/conn_table.h"
@@ -202,6 +203,7 @@ private:
     std::uint32_t _keepalive_count = UINT32_MAX;
     std::vector<std::pair<std::uint32_t, std::uint32_t>> _longpolls;  // (id, gen) of XHR streams
     std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
+    token_cache _tokens{limits::token_cache_entries};
     std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered
     bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
     bool _events_queued = false;        // records pushed this turn: wake the events thread
