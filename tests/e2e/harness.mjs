@@ -40,10 +40,12 @@ function canConnect(opts) {
 }
 
 export class Stack {
-  // { keepalive } seconds for jugglite; { args } more jugglite flags.
-  constructor({ keepalive = 20, args = [] } = {}) {
+  // { keepalive } seconds for jugglite; { args } more jugglite flags; { tcp: true } runs
+  // jugglite on a TCP port of its own (this.jugglitePort) and no nginx.
+  constructor({ keepalive = 20, args = [], tcp = false } = {}) {
     this.keepalive = keepalive;
     this.args = args;
+    this.tcp = tcp;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jugglite-e2e-'));
     fs.chmodSync(this.dir, 0o755);  // nginx workers (www-data) reach the socket and page
     this.socket = path.join(this.dir, 'jugglite.sock');
@@ -55,16 +57,20 @@ export class Stack {
     this.procs.redis = this.#spawn('redis', 'redis-server', ['--port', String(this.redisPort),
       '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]);
     await waitFor('redis', () => this.redis('PING').then((r) => r === 'PONG', () => false));
+    if (this.tcp) this.jugglitePort = await freePort();
     await this.startJugglite();
-    await this.startNginx();
+    if (!this.tcp) await this.startNginx();
   }
 
   async startJugglite() {
     try { fs.unlinkSync(this.socket); } catch {}
-    this.procs.jugglite = this.#spawn('jugglite', jugglite, ['--socket', this.socket,
+    const listen = this.tcp ? ['--address', '127.0.0.1', '--port', String(this.jugglitePort)]
+      : ['--socket', this.socket];
+    this.procs.jugglite = this.#spawn('jugglite', jugglite, [...listen,
       '--redis', `redis://127.0.0.1:${this.redisPort}`, '--keepalive', String(this.keepalive),
       '--shards', '2', ...this.args]);
-    await waitFor('jugglite socket', () => canConnect({ path: this.socket }));
+    await waitFor('jugglite', () => canConnect(this.tcp
+      ? { host: '127.0.0.1', port: this.jugglitePort } : { path: this.socket }));
   }
 
   async killJugglite() {
