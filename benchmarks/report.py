@@ -222,6 +222,38 @@ def main():
                          f"{counters.get('connections_closed', '?').strip()} (every slot returned).")
         lines.append("")
 
+    connects = {k.split("-", 1)[1]: rs["jugglite"] for k, rs in runs.items()
+                if k.startswith("auth.connect-") and "jugglite" in rs}
+    if connects:
+        lines.append("## Authorization: connect rates (10K streams, as fast as the load generator goes)")
+        lines.append("")
+        lines.append("| streams authorized by | open/asked | seconds to open all | connects/s | vs none |")
+        lines.append("|---|---|---|---|---|")
+        none = connects.get("none")
+        for mode in ["none", "hs256", "rs256", "callback"]:
+            r = connects.get(mode)
+            if not r:
+                continue
+            lines.append(f"| {mode} | {r['connected']}/{r['conns']} | {r['connect_seconds']:.2f} | "
+                         f"{r['connect_rate']:.0f} | {ratio(r['connect_rate'], none['connect_rate'] if none else None)} |")
+        lines.append("")
+    quiet = [rs["jugglite"] for k, rs in runs.items() if k.startswith("auth.fanout-quiet") and "jugglite" in rs]
+    busy = [rs["jugglite"] for k, rs in runs.items() if k.startswith("auth.fanout-churn") and "jugglite" in rs]
+    if quiet and busy:
+        q = median(r["steps"][0]["p99_ms"] for r in quiet)
+        b = median(r["steps"][0]["p99_ms"] for r in busy)
+        churned = median(r.get("churned", 0) for r in busy)
+        lines.append("## Authorization: fan-out while connects go through the auth callback")
+        lines.append("")
+        lines.append(f"10K streams authorized by the callback, 5 msg/s; medians of {len(quiet)} rounds.")
+        lines.append("")
+        lines.append("| | p99 ms | lost | churn connections |")
+        lines.append("|---|---|---|---|")
+        lines.append(f"| no connects | {q:.1f} | {sum(r['lost'] for r in quiet)} | 0 |")
+        lines.append(f"| 1K connects/s through the callback | {b:.1f} | {sum(r['lost'] for r in busy)} | {churned:.0f} |")
+        lines.append(f"| ratio (target <= 1.2x) | {ratio(b, q)} | | |")
+        lines.append("")
+
     # Plots.
     cdf_png = base + "-latency-cdf.png"
     series = [(s, os.path.join(raw, f"fanout-{s}.cdf.dat"), "1:2") for s in SERVERS

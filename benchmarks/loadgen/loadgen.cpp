@@ -78,6 +78,8 @@ struct options {
     std::string json;
     std::string cdf;
     std::string probe;  // shell command run once all streams are open; output goes in the JSON
+    std::string header;               // an extra request header line; {i} and {token} as in path
+    std::vector<std::string> tokens;  // {token} of connection i is tokens[i % size]
 };
 
 // ---- shared memory between the parent and its workers ----------------------------------
@@ -188,18 +190,25 @@ private:
         conn& c = _conns[slot];
         c = conn{};
         c.fd = fd;
-        c.index = churn ? -1 : index;
+        c.index = churn ? _o.conns + _churn_seq : index;
         c.churn = churn;
         epoll_event ev{EPOLLOUT | EPOLLIN | EPOLLRDHUP, {.u64 = slot}};
         epoll_ctl(_ep, EPOLL_CTL_ADD, fd, &ev);
     }
 
+    // `text` with {i} (the connection's index; churn clients count on past --conns) and
+    // {token} (its line of --tokens) filled in.
+    std::string fill(std::string text, const conn& c) const {
+        if (auto p = text.find("{i}"); p != std::string::npos) text.replace(p, 3, std::to_string(c.index));
+        if (auto p = text.find("{token}"); p != std::string::npos && !_o.tokens.empty())
+            text.replace(p, 7, _o.tokens[static_cast<std::size_t>(c.index) % _o.tokens.size()]);
+        return text;
+    }
+
     std::string request_for(const conn& c) {
-        std::string path = _o.path;
-        if (auto p = path.find("{i}"); p != std::string::npos)
-            path.replace(p, 3, std::to_string(c.index < 0 ? 0 : c.index));
-        return fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\nAccept: text/event-stream\r\n\r\n",
-                           path, _o.host, _o.port);
+        std::string header = _o.header.empty() ? std::string() : fill(_o.header, c) + "\r\n";
+        return fmt::format("GET {} HTTP/1.1\r\nHost: {}:{}\r\nAccept: text/event-stream\r\n{}\r\n",
+                           fill(_o.path, c), _o.host, _o.port, header);
     }
 
     void handle(const epoll_event& ev, std::int64_t t) {
@@ -342,7 +351,7 @@ private:
     void finish() {
         // Expected per measured connection: every stepped message, plus its private one.
         for (auto& c : _conns) {
-            if (c.churn || c.index < 0) continue;
+            if (c.churn) continue;
             if (c.fd >= 0) close(c.fd);
         }
         _st.done.store(true);
@@ -472,7 +481,7 @@ options parse_options(int argc, char** argv) {
     o.add_options()
         ("host", "server address", cxxopts::value<std::string>()->default_value("127.0.0.1"))
         ("port", "server port", cxxopts::value<int>()->default_value("3000"))
-        ("path", "stream path; {i} becomes the connection index",
+        ("path", "stream path; {i} becomes the connection index, {token} its token (--tokens)",
          cxxopts::value<std::string>()->default_value("/stream?channel=bench"))
         ("conns", "streams to open", cxxopts::value<int>()->default_value("1000"))
         ("workers", "worker processes (raised so each holds < 19000)", cxxopts::value<int>()->default_value("2"))
@@ -501,6 +510,10 @@ options parse_options(int argc, char** argv) {
         ("cdf", "write the latency CDF (us fraction) of the first step here",
          cxxopts::value<std::string>()->default_value(""))
         ("probe", "shell command to run once the streams are open (output recorded)",
+         cxxopts::value<std::string>()->default_value(""))
+        ("header", "an extra request header line; {i} and {token} as in --path",
+         cxxopts::value<std::string>()->default_value(""))
+        ("tokens", "file of tokens, one per line: connection i's {token} is line i (cycling)",
          cxxopts::value<std::string>()->default_value(""))
         ("h,help", "help");
     auto r = o.parse(argc, argv);
@@ -536,6 +549,16 @@ options parse_options(int argc, char** argv) {
     opt.json = r["json"].as<std::string>();
     opt.cdf = r["cdf"].as<std::string>();
     opt.probe = r["probe"].as<std::string>();
+    opt.header = r["header"].as<std::string>();
+    if (auto file = r["tokens"].as<std::string>(); !file.empty()) {
+        std::ifstream in(file);
+        for (std::string line; std::getline(in, line);)
+            if (!line.empty()) opt.tokens.push_back(line);
+        if (opt.tokens.empty()) {
+            fmt::print(stderr, "loadgen: no tokens in {}\n", file);
+            std::exit(2);
+        }
+    }
     return opt;
 }
 

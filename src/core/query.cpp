@@ -110,24 +110,4 @@ std::optional<std::string> query_param(std::string_view query, std::string_view 
     return std::nullopt;
 }
 
-std::string redact_param(std::string_view query, std::string_view name) {
-    std::string out;
-    out.reserve(query.size());
-    while (!query.empty()) {
-        auto amp = query.find('&');
-        std::string_view param = query.substr(0, amp);
-        query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-        auto eq = param.find('=');
-        auto key = percent_decode(param.substr(0, eq), true);
-        if (!out.empty()) out += '&';
-        if (key && *key == name && eq != std::string_view::npos) {
-            out.append(param.substr(0, eq + 1));
-            out += "REDACTED";
-        } else {
-            out.append(param);
-        }
-    }
-    return out;
-}
-
 }  // namespace jugglite

@@ -35,7 +35,4 @@ enum class channel_error {
 [[nodiscard]] std::optional<std::string> query_param(std::string_view query,
                                                      std::string_view name);
 
-// `query` with the value of every parameter `name` replaced by "REDACTED", for logs.
-[[nodiscard]] std::string redact_param(std::string_view query, std::string_view name);
-
 }  // namespace jugglite

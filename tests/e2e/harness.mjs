@@ -91,8 +91,9 @@ export class Stack {
     const site = fs.readFileSync(path.join(root, 'deploy/nginx/jugglite.conf'), 'utf8')
       .replace('unix:/run/jugglite/jugglite.sock', `unix:${this.socket}`)
       .replace('listen 80;', `listen 127.0.0.1:${this.port};`)
-      .replace('root /var/www/app;', `root ${pageDir};`);
-    for (const expected of [this.socket, `127.0.0.1:${this.port}`, pageDir]) {
+      .replace('root /var/www/app;', `root ${pageDir};`)
+      .replace('access_log /var/log/nginx/access.log jugglite;', `access_log ${this.dir}/access.log jugglite;`);
+    for (const expected of [this.socket, `127.0.0.1:${this.port}`, pageDir, `${this.dir}/access.log`]) {
       if (!site.includes(expected)) throw new Error(`deploy/nginx/jugglite.conf changed shape: ${expected}`);
     }
     const d = this.dir;

@@ -1,6 +1,7 @@
 // deploy/nginx/jugglite.conf in front of jugglite on a unix socket: frames and keepalive
 // comments pass through nginx as they are written, not when a buffer fills.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, before, test } from 'node:test';
 import { Stack, rawStream, waitFor } from './harness.mjs';
 
@@ -39,4 +40,16 @@ test('nginx serves the application page itself', async () => {
   const res = await fetch(`${stack.base}/`);
   assert.equal(res.status, 200);
   assert.match(await res.text(), /new EventSource/);
+});
+
+test('the access log carries a stream request with its token redacted', async () => {
+  const s = rawStream(stack.port, '/stream?channel=logged&token=secret.token.value&x=1');
+  await waitFor('registration', () => s.text().includes(': registered to channels: logged\n'));
+  s.close();
+  // nginx logs a request when it ends.
+  await waitFor('log line', () => fs.existsSync(`${stack.dir}/access.log`) &&
+    fs.readFileSync(`${stack.dir}/access.log`, 'utf8').includes('channel=logged'), 5000);
+  const log = fs.readFileSync(`${stack.dir}/access.log`, 'utf8');
+  assert.match(log, /"GET \/stream\?channel=logged&token=REDACTED&x=1 HTTP\/1\.1" 200 /);
+  assert.ok(!log.includes('secret.token.value'));
 });
