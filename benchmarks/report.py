@@ -227,14 +227,14 @@ def main():
     if connects:
         lines.append("## Authorization: connect rates (10K streams, as fast as the load generator goes)")
         lines.append("")
-        lines.append("| streams authorized by | open/asked | seconds to open all | connects/s | vs none |")
-        lines.append("|---|---|---|---|---|")
+        lines.append("| streams authorized by | answered 200/asked | closed by the server (refused to retry) | seconds to open all | connects/s | vs none |")
+        lines.append("|---|---|---|---|---|---|")
         none = connects.get("none")
         for mode in ["none", "hs256", "rs256", "callback"]:
             r = connects.get(mode)
             if not r:
                 continue
-            lines.append(f"| {mode} | {r['connected']}/{r['conns']} | {r['connect_seconds']:.2f} | "
+            lines.append(f"| {mode} | {r['connected']}/{r['conns']} | {r['closed_early']} | {r['connect_seconds']:.2f} | "
                          f"{r['connect_rate']:.0f} | {ratio(r['connect_rate'], none['connect_rate'] if none else None)} |")
         lines.append("")
     quiet = [rs["jugglite"] for k, rs in runs.items() if k.startswith("auth.fanout-quiet") and "jugglite" in rs]

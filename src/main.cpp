@@ -10,6 +10,7 @@
 #include <iostream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "core/clock.h"
@@ -320,30 +321,22 @@ int serve(const config& cfg) {
     thread_wakeup wake;
     wake.eventfd = efd->get();
 
-    // The auth thread runs only with --auth-url; the shards wake it as they wake Redis's.
+    // The auth and events threads run only when configured; the shards wake them as they
+    // wake the redis thread.
     auth_metrics auth_counters;
-    thread_wakeup auth_wake;
-    std::optional<unique_fd> auth_efd;
-    if (cfg.auth_url) {
-        auto e = make_eventfd(true);
-        if (!e) {
-            log::error("{}", e.error());
-            return 1;
-        }
-        auth_efd = std::move(*e);
-        auth_wake.eventfd = auth_efd->get();
-    }
     event_metrics event_counters;
-    thread_wakeup events_wake;
-    std::optional<unique_fd> events_efd;
-    if (!cfg.events_channel.empty()) {
+    thread_wakeup auth_wake, events_wake;
+    std::optional<unique_fd> auth_efd, events_efd;
+    for (auto [wanted, wake, efd] : {std::tuple{cfg.auth_url.has_value(), &auth_wake, &auth_efd},
+                                     std::tuple{!cfg.events_channel.empty(), &events_wake, &events_efd}}) {
+        if (!wanted) continue;
         auto e = make_eventfd(true);
         if (!e) {
             log::error("{}", e.error());
             return 1;
         }
-        events_efd = std::move(*e);
-        events_wake.eventfd = events_efd->get();
+        *efd = std::move(*e);
+        wake->eventfd = (*efd)->get();
     }
     side_threads side;
     if (cfg.auth_url) side.auth = &auth_wake, side.auth_counters = &auth_counters;

@@ -183,7 +183,8 @@ inline constexpr int cors_max_age_seconds = 600;
 inline constexpr std::size_t max_auth_answer_bytes = 64 * 1024;
 
 // Auth calls a shard may have in flight (queued to the auth thread or being asked); past
-// it, a new stream is refused to retry. It bounds the memory a slow application can pin.
+// it, new calls wait in the shard, within --auth-timeout. It bounds what a slow application
+// makes the auth thread and curl hold.
 inline constexpr std::uint32_t auth_calls_per_shard = 1024;
 inline constexpr std::size_t auth_queue_capacity = 1024;  // >= auth_calls_per_shard
 // Connections kept open to the application (keep-alive), so that a burst of connects

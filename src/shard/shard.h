@@ -101,6 +101,7 @@ private:
     [[nodiscard]] auth_step authorize(connection& c, std::uint32_t id, const http_request& req,
                                       stream_route& s, std::string& sub);
     void ask_app(connection& c, std::uint32_t id, const http_request& req, const stream_route& s);
+    void send_auth_calls() noexcept;
     void drain_auth_answers() noexcept;
     void on_auth_answer(auth_answer& a) noexcept;
     void stream_granted(connection& c, std::uint32_t id, const grant& g);
@@ -133,6 +134,8 @@ private:
     void end_stream(connection& c, std::uint32_t id, std::string last,
                     std::string_view reason) noexcept;
     void expire_stream(connection& c, std::uint32_t id) noexcept;
+    void end_with_retry(connection& c, std::uint32_t id, std::string_view comment,
+                        std::string_view reason) noexcept;
     // XHR long-polls: listed so that their 250 ms end is checked every tick.
     void note_longpoll_message(connection& c, std::uint32_t id) noexcept;
     void check_longpolls() noexcept;
@@ -205,6 +208,7 @@ private:
     std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
     token_cache _tokens{limits::token_cache_entries};
     std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered
+    std::deque<auth_call> _auth_waiting;  // calls past the in-flight bound, in arrival order
     bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
     bool _events_queued = false;        // records pushed this turn: wake the events thread
     std::uint64_t _stream_seq = 0;      // streams started here, for their event ids

@@ -113,13 +113,11 @@ shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_re
 }
 
 // Hands the request's credentials to the auth thread; the connection waits in
-// `authorizing`, with its request bytes, until the answer or its deadline.
+// `authorizing`, with its request bytes, until the answer or its deadline. Past the bound
+// of calls in flight, the call waits in this shard (a burst of connects is asked in turn,
+// not refused), within the same deadline.
 void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
                     const stream_route& s) {
-    if (_auth_in_flight >= limits::auth_calls_per_shard) {
-        refuse(c, id, refusal::auth);
-        return;
-    }
     auth_call call;
     call.shard = _id;
     call.conn = id;
@@ -134,20 +132,34 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
     call.original_uri = req.target;
     if (c.extras && _env.cfg->auth_revalidate.count() > 0)
         c.extras->recheck = std::make_unique<auth_call>(call);
-    if (!_link.auth_calls->try_push(std::move(call))) {
-        refuse(c, id, refusal::auth);
-        return;
-    }
-    ++_auth_in_flight;
-    _auth_queued = true;
+    _auth_waiting.push_back(std::move(call));
     c.state = conn_state::authorizing;
-    // curl gives up at --auth-timeout; this is the backstop should an answer never come.
+    // The whole wait, here and in curl, is bounded by --auth-timeout; the margin lets curl's
+    // own timeout answer first for a call that went out at once.
     c.deadline_ms = _now_ms + _env.cfg->auth_timeout.count() + limits::tick.count() * 5;
+    send_auth_calls();
+}
+
+// Hands waiting calls to the auth thread while fewer than limits::auth_calls_per_shard are
+// in flight. A call whose connection closed or timed out meanwhile is dropped.
+void shard::send_auth_calls() noexcept {
+    while (!_auth_waiting.empty() && _auth_in_flight < limits::auth_calls_per_shard) {
+        auth_call& call = _auth_waiting.front();
+        const bool wanted = _conns.has(call.conn) && _conns[call.conn].gen == call.gen &&
+                            _conns[call.conn].state == conn_state::authorizing;
+        if (wanted) {
+            if (!_link.auth_calls->try_push(std::move(call))) return;  // full: next turn
+            ++_auth_in_flight;
+            _auth_queued = true;
+        }
+        _auth_waiting.pop_front();
+    }
 }
 
 void shard::drain_auth_answers() noexcept {
     if (!_link.auth_answers) return;
     while (auto a = _link.auth_answers->try_pop()) on_auth_answer(*a);
+    send_auth_calls();
     if (_auth_queued && _env.side.auth->flag.should_wake()) {
         std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(_env.side.auth->eventfd, &one, sizeof one);
@@ -211,12 +223,7 @@ void shard::on_recheck_answer(connection& c, std::uint32_t id, const auth_answer
         for (const membership& m : c.channels) withdrawn |= !a.g.allows(m.entry->name);
     if (!withdrawn) return;
     _metrics.streams_revoked.bump();
-    std::string last;
-    try {
-        last = fmt::format(": access withdrawn\nretry: {}\n\n", jittered_retry_ms());
-    } catch (const std::bad_alloc&) {
-    }
-    end_stream(c, id, std::move(last), "revoked");
+    end_with_retry(c, id, "access withdrawn", "revoked");
 }
 
 // The application granted `g`: the request (kept in c.request) is routed again, which
@@ -353,12 +360,19 @@ void shard::end_stream(connection& c, std::uint32_t id, std::string last,
 
 void shard::expire_stream(connection& c, std::uint32_t id) noexcept {
     _metrics.streams_expired.bump();
+    end_with_retry(c, id, "token expired", "expired");
+}
+
+// Ends a stream whose grant ended: `: <comment>`, a jittered `retry:`, then the close, so
+// the browser comes back (with fresh credentials) spread out.
+void shard::end_with_retry(connection& c, std::uint32_t id, std::string_view comment,
+                           std::string_view reason) noexcept {
     std::string last;
     try {
-        last = fmt::format(": token expired\nretry: {}\n\n", jittered_retry_ms());
-    } catch (const std::bad_alloc&) {
+        last = fmt::format(": {}\nretry: {}\n\n", comment, jittered_retry_ms());
+    } catch (const std::bad_alloc&) {  // closed without the retry: the browser's default
     }
-    end_stream(c, id, std::move(last), "expired");
+    end_stream(c, id, std::move(last), reason);
 }
 
 bool shard::live() const noexcept {

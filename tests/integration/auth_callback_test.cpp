@@ -195,3 +195,17 @@ TEST_CASE("--auth-revalidate ends a stream whose grant the application withdrew,
     redis.publish(ch, "after the app went down");
     CHECK(kept.read_until("data: after the app went down\n\n"));
 }
+
+TEST_CASE("a burst past the calls in flight waits its turn, and every stream gets in") {
+    raise_nofile_limit();
+    auth_app app;
+    app.set_delay(100ms);  // so that the whole burst is asked at once
+    jugglite_server server({"--auth-url", app.url(), "--shards", "1", "--auth-timeout", "20"});
+    constexpr int n = 1500;  // past limits::auth_calls_per_shard (1024)
+    std::vector<raw_client> clients;
+    for (int i = 0; i < n; ++i)
+        clients.push_back(request_as(server.port(), "/s?channel=public_burst", fmt::format("b{}", i)));
+    CHECK(count_reading(clients, ": registered to channels: public_burst", 20s) == n);
+    CHECK(metric(server.port(), "connections_refused_auth_unavailable") == 0);
+    CHECK(app.requests() == n);
+}
