@@ -1,6 +1,7 @@
 // jugglite: flags -> config, start the shards and the Redis subscriber, wait for a signal.
 #include <malloc.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -281,6 +282,14 @@ config parse_config(const cxxopts::ParseResult& r) {
     return cfg;
 }
 
+// The auth and events threads do background work: when the cores are short, the shards'
+// fan-out to open streams goes first, and a connect's authorization or an event waits.
+void run_in_background(auto&& body) {
+    [[maybe_unused]] int rc = ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()),
+                                            limits::side_thread_nice);
+    body();
+}
+
 std::string describe(const config& cfg) {
     std::string listen = cfg.socket_path.empty() ? fmt::format("{}:{}", cfg.address, cfg.port)
                                                  : "unix:" + cfg.socket_path;
@@ -361,13 +370,13 @@ int serve(const config& cfg) {
     if (events_efd) {
         events.emplace(cfg, (*shards)->links(), events_wake, events_stop, event_counters,
                        (*shards)->metrics());
-        events_thread = std::thread([&events] { events->run(); });
+        events_thread = std::thread([&events] { run_in_background([&] { events->run(); }); });
     }
     std::optional<auth_client> auth;
     std::thread auth_thread;
     if (cfg.auth_url) {
         auth.emplace(cfg, (*shards)->links(), auth_wake, stop, auth_counters);
-        auth_thread = std::thread([&auth] { auth->run(); });
+        auth_thread = std::thread([&auth] { run_in_background([&] { auth->run(); }); });
     }
 
     int sig = 0;

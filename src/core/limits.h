@@ -187,6 +187,11 @@ inline constexpr std::size_t max_auth_answer_bytes = 64 * 1024;
 // makes the auth thread and curl hold.
 inline constexpr std::uint32_t auth_calls_per_shard = 1024;
 inline constexpr std::size_t auth_queue_capacity = 1024;  // >= auth_calls_per_shard
+// The nice value of the auth and events threads: a shard (nice 0) gets about ten times
+// their share of a contended core, so open streams keep their latency while connects are
+// authorized.
+inline constexpr int side_thread_nice = 10;
+
 // Connections kept open to the application (keep-alive), so that a burst of connects
 // doesn't mean a TCP handshake each; calls beyond them wait in curl's queue.
 inline constexpr long auth_max_connections = 64;
