@@ -2,6 +2,9 @@
 // token hears, what a bad token gets, and that nobody else notices.
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <map>
+
 #include "support/sse.h"
 #include "support/tokens.h"
 
@@ -191,4 +194,41 @@ TEST_CASE("an XHR long-poll ends after a message, and after --longpoll-max witho
     REQUIRE(idle.read_until(": registered to channels: "));
     CHECK(idle.read_until_closed(4s));
     CHECK(metric(server.port(), "longpolls_ended") == 2);
+}
+
+TEST_CASE("keys come from the environment, secret files with a kid, and PEM files") {
+    std::string dir = temp_dir();
+    {
+        std::ofstream(dir + "/a.secret") << "secret-a-0123456789\n";  // the newline is dropped
+    }
+    const std::string fixtures = JUGGLITE_FIXTURES;
+    jugglite_server server({"--jwt-secret-file", "a=" + dir + "/a.secret", "--jwt-public-key",
+                            fixtures + "/jwt/rsa_public.pem,other=" + fixtures + "/jwt/ec_public.pem"},
+                           shared_redis().url(), {"JUGGLITE_JWT_SECRET=" + secret});
+    auto ch = unique_channel();
+    auto opens = [&](const std::string& token) {
+        auto c = raw_client::tcp(server.port());
+        c.send("GET /s?channel=" + ch + "&token=" + token + " HTTP/1.1\r\n\r\n");
+        return c.read_until(": registered to channels: ", 5s);
+    };
+    std::map<std::string, std::string> node_tokens;  // made by Node's crypto
+    std::ifstream in(fixtures + "/jwt/tokens.txt");
+    for (std::string name, tok; in >> name >> tok;) node_tokens[name] = tok;
+    CHECK(opens(token_for(R"(["*"])", unix_now() + 60)));  // $JUGGLITE_JWT_SECRET
+    CHECK(opens(node_tokens.at("hs256_kid_a")));           // the file named a
+    CHECK(opens(node_tokens.at("rs256")));
+    CHECK(opens(node_tokens.at("es256")));
+    CHECK_FALSE(opens(node_tokens.at("hs256_kid_b")));
+    CHECK_FALSE(opens(node_tokens.at("hs256_with_rsa_public_key")));
+    CHECK_FALSE(opens(node_tokens.at("alg_none")));
+    CHECK(server.log().find(secret) == std::string::npos);
+}
+
+TEST_CASE("a key that can't work stops the server at start with one clear line") {
+    auto r = run_jugglite({"--jwt-public-key", std::string(JUGGLITE_FIXTURES) + "/jwt/rsa_private.pem"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("not a PEM public key") != std::string::npos);
+    r = run_jugglite({"--jwt-audience", "x"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("--jwt-audience needs a key") != std::string::npos);
 }

@@ -101,3 +101,21 @@ TEST_CASE("a stream without a registration sends no unregister, and plain reques
     CHECK(hb.is_object());
     CHECK(listener.next_message(1s).empty());
 }
+
+TEST_CASE("while Redis is down, events are dropped and counted, and they flow again after") {
+    redis_server own(free_port());
+    auto events = unique_channel("events");
+    jugglite_server server({"--events-channel", events, "--events-heartbeat", "1"}, own.url());
+    auto ch = unique_channel();
+    auto c = open_stream(server.port(), "/s?channel=" + ch);
+    REQUIRE(eventually([&] { return metric(server.port(), "events_published") >= 1; }));
+    own.stop();
+    c.close();  // its unregister finds no Redis
+    CHECK(eventually([&] { return metric(server.port(), "events_dropped_redis_down") >= 2; }, 15s));
+    CHECK(metric(server.port(), "events_link_errors") >= 1);
+    own.start();
+    redis_client listener(own.port());
+    listener.subscribe(events);
+    json hb = next_event(listener, "node", 15s);
+    CHECK(hb.is_object());
+}
