@@ -12,7 +12,7 @@ FROM debian:bookworm AS build
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       g++ cmake make pkg-config liburing-dev libhiredis-dev libfmt-dev libcxxopts-dev \
-      libsimdjson-dev \
+      libsimdjson-dev libcpp-jwt-dev nlohmann-json3-dev libcurl4-openssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -24,7 +24,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF -DJUGGLIT
 FROM debian:bookworm-slim
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      liburing2 libhiredis0.14 libfmt9 libsimdjson14 \
+      liburing2 libhiredis0.14 libfmt9 libsimdjson14 libcurl4 libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin jugglite
 COPY --from=build /src/build/jugglite /usr/local/bin/jugglite
