@@ -1,0 +1,27 @@
+// Known values: the CRC16 check value of the XMODEM variant, and the hash-tag examples of
+// the Redis Cluster specification. tests/integration/key_slot_test.cpp compares many more
+// keys with a real redis-server's CLUSTER KEYSLOT.
+#include <doctest/doctest.h>
+
+#include "core/key_slot.h"
+
+using namespace jugglite;
+
+TEST_CASE("crc16 is the XMODEM variant Redis uses") {
+    CHECK(crc16("123456789") == 0x31C3);  // the standard check value
+    CHECK(crc16("") == 0);
+    CHECK(key_slot("foo") == 12182);  // CLUSTER KEYSLOT foo
+}
+
+TEST_CASE("hash tags follow the Redis Cluster specification") {
+    CHECK(hash_tag("{user1000}.following") == "user1000");
+    CHECK(key_slot("{user1000}.following") == key_slot("{user1000}.followers"));
+    CHECK(hash_tag("foo{}{bar}") == "foo{}{bar}");  // empty first tag: the whole key
+    CHECK(hash_tag("foo{{bar}}zap") == "{bar");
+    CHECK(hash_tag("foo{bar}{zap}") == "bar");
+    CHECK(hash_tag("no tag") == "no tag");
+    CHECK(hash_tag("open{only") == "open{only");
+    CHECK(hash_tag("close}only") == "close}only");
+    CHECK(hash_tag("a}b{c}") == "c");
+    CHECK(key_slot("a{}b") == 13694);  // CLUSTER KEYSLOT a{}b
+}
