@@ -1,5 +1,6 @@
 #include "core/key_slot.h"
 
+#include <algorithm>
 #include <array>
 
 namespace jugglite {
@@ -25,6 +26,46 @@ std::uint16_t crc16(std::string_view data) noexcept {
     for (unsigned char c : data)
         crc = static_cast<std::uint16_t>((crc << 8) ^ crc16_table[((crc >> 8) ^ c) & 0xff]);
     return crc;
+}
+
+namespace {
+
+// The table behind slot_tag, searched once: every string over [a-z0-9] of 1 to 4 characters,
+// shortest first, keeps the first one found for each slot (3 characters cover all but 85).
+struct slot_tags {
+    std::array<std::array<char, 5>, cluster_slots> tag{};  // NUL-terminated
+    slot_tags() {
+        constexpr std::string_view alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+        std::size_t missing = cluster_slots;
+        char buf[4];
+        for (std::size_t len = 1; len <= 4 && missing > 0; ++len) {
+            std::size_t combos = 1;
+            for (std::size_t i = 0; i < len; ++i) combos *= alphabet.size();
+            for (std::size_t n = 0; n < combos && missing > 0; ++n) {
+                std::size_t v = n;
+                for (std::size_t i = len; i-- > 0; v /= alphabet.size()) buf[i] = alphabet[v % alphabet.size()];
+                auto& t = tag[key_slot(std::string_view(buf, len))];
+                if (t[0] != '\0') continue;
+                std::copy(buf, buf + len, t.begin());
+                --missing;
+            }
+        }
+    }
+};
+
+}  // namespace
+
+std::string_view slot_tag(std::uint16_t slot) noexcept {
+    static const slot_tags tags;
+    return std::string_view(tags.tag[slot % cluster_slots].data());
+}
+
+std::string history_stream_key(std::string_view prefix, std::string_view channel) {
+    std::string key;
+    std::string_view tag = slot_tag(key_slot(channel));
+    key.reserve(prefix.size() + tag.size() + 3 + channel.size());
+    key.append(prefix).append("{").append(tag).append("}:").append(channel);
+    return key;
 }
 
 std::string_view hash_tag(std::string_view key) noexcept {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace jugglite {
@@ -21,5 +22,15 @@ inline constexpr std::uint16_t cluster_slots = 16384;
 [[nodiscard]] inline std::uint16_t key_slot(std::string_view key) noexcept {
     return crc16(hash_tag(key)) & (cluster_slots - 1);
 }
+
+// A short tag ([a-z0-9]{1,4}) whose slot is `slot`: the shortest, and of those the first in
+// order. Keys built as "prefix{tag}:name" then live in `slot` whatever `name` holds, braces
+// included (see history_stream_key).
+[[nodiscard]] std::string_view slot_tag(std::uint16_t slot) noexcept;
+
+// The key of `channel`'s history stream: "<prefix>{<slot_tag(key_slot(channel))>}:<channel>".
+// It always hashes to the channel's own slot, so one FCALL can touch both on a cluster; a
+// plain "<prefix>{<channel>}" would not for a name holding '}' without a valid tag ("a}b").
+[[nodiscard]] std::string history_stream_key(std::string_view prefix, std::string_view channel);
 
 }  // namespace jugglite

@@ -25,3 +25,19 @@ TEST_CASE("hash tags follow the Redis Cluster specification") {
     CHECK(hash_tag("a}b{c}") == "c");
     CHECK(key_slot("a{}b") == 13694);  // CLUSTER KEYSLOT a{}b
 }
+
+TEST_CASE("every slot has a short tag, and a history key lives in its channel's slot") {
+    for (unsigned s = 0; s < cluster_slots; ++s) {
+        auto tag = slot_tag(static_cast<std::uint16_t>(s));
+        REQUIRE(!tag.empty());
+        REQUIRE(tag.size() <= 4);
+        REQUIRE(key_slot(tag) == s);
+    }
+    for (const char* channel : {"player_42", "user:{42}:feed", "a}b", "a{}b", "}{", "{", "", "x{y}"}) {
+        CAPTURE(channel);
+        auto key = history_stream_key("jugglite:h:", channel);
+        CHECK(key_slot(key) == key_slot(channel));
+        CHECK(key.ends_with(std::string("}:") + channel));
+    }
+    CHECK(history_stream_key("p:", "foo") == std::string("p:{") + std::string(slot_tag(key_slot("foo"))) + "}:foo");
+}
