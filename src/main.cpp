@@ -111,7 +111,7 @@ cxxopts::Options make_options(unsigned cpus) {
                          "(which never allows credentials)",
          cxxopts::value<std::string>())
         ("longpoll-max", "seconds an XHR long-poll (X-Requested-With: XMLHttpRequest) stays "
-                         "open without a message",
+                         "open at the latest",
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_longpoll_max.count())))
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");

@@ -6,10 +6,12 @@ namespace jugglite {
 
 std::string auth_call::cache_key() const {
     std::string key;
-    key.reserve(cookie.size() + authorization.size() + 1);
+    key.reserve(cookie.size() + authorization.size() + origin.size() + 2);
     key += cookie;
-    key += '\n';  // can't occur in a header value, so the pair is unambiguous
+    key += '\n';  // can't occur in a header value, so the fields are unambiguous
     key += authorization;
+    key += '\n';
+    key += origin;
     return key;
 }
 

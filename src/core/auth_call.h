@@ -27,8 +27,11 @@ struct auth_call {
     std::string forwarded_for;  // X-Forwarded-For: set only when the peer is a trusted proxy
     std::string channels;       // X-Jugglite-Channels (see encode_channel_list)
     std::string original_uri;   // X-Original-URI: the request target as sent
+    std::int64_t deadline_ms = 0;  // monotonic time past which the answer is of no use
 
-    // The decision cache's key: the credentials the application decides on.
+
+    // The decision cache's key: the credentials the application decides on (Cookie,
+    // Authorization) and the Origin.
     [[nodiscard]] std::string cache_key() const;
 };
 

@@ -80,6 +80,11 @@ parse_result parse_request(std::string_view buffered) {
         return http_error{400, "malformed request line"};
     req.method = line.substr(0, sp1);
     std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    // The whole target, an absolute form's host included, since it is passed on as it is
+    // (X-Original-URI to the auth callback).
+    if (std::any_of(target.begin(), target.end(),
+                    [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
+        return http_error{400, "malformed request target"};
     req.target = target;
     std::string_view version = line.substr(sp2 + 1);
     if (!is_token(req.method)) return http_error{400, "malformed request line"};
@@ -95,9 +100,6 @@ parse_result parse_request(std::string_view buffered) {
     }
     if (!absolute_root && !target.starts_with('/'))
         return http_error{400, "malformed request target"};
-    if (std::any_of(target.begin(), target.end(),
-                    [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
-        return http_error{400, "malformed request target"};
     auto q = target.find('?');
     req.path = absolute_root ? std::string_view("/") : target.substr(0, q);
     if (q != std::string_view::npos) req.query = target.substr(q + 1);
@@ -112,6 +114,13 @@ parse_result parse_request(std::string_view buffered) {
             return http_error{400, "malformed header"};
         std::string_view name = header.substr(0, colon);
         std::string_view value = trim(header.substr(colon + 1));
+        // A lone CR (or any other control byte but tab) in a value is refused: values are
+        // passed on to the auth callback, where it could end the line and forge a header.
+        if (std::any_of(value.begin(), value.end(), [](char c) {
+                auto u = static_cast<unsigned char>(c);
+                return (u < 0x20 && c != '\t') || u == 0x7f;
+            }))
+            return http_error{400, "malformed header"};
         if (iequals(name, "last-event-id")) req.last_event_id = value;
         else if (iequals(name, "accept")) req.accept = value;
         else if (iequals(name, "authorization")) req.authorization = value;

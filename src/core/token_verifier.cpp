@@ -139,7 +139,9 @@ std::expected<grant, token_error> token_verifier::verify_with(std::string_view t
     const auto& claims = obj.payload().create_json_obj();
     grant g;
     if (auto exp = claims.find("exp"); exp != claims.end()) {
-        if (!exp->is_number()) return std::unexpected(token_error{401, "token claim of the wrong type"});
+        // Positive: cpp-jwt reads exp as unsigned, so -10 would pass its check as far future.
+        if (!exp->is_number() || exp->get<double>() < 1)
+            return std::unexpected(token_error{401, "token claim of the wrong type"});
         g.expires_at = exp->get<std::int64_t>();
     } else if (!_settings.allow_no_exp) {
         return std::unexpected(token_error{401, "token has no exp"});

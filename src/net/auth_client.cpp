@@ -18,7 +18,10 @@ namespace {
 constexpr unsigned calls_per_turn = 256;
 
 void add_header(curl_slist*& list, std::string_view name, std::string_view value) {
-    if (value.empty()) return;
+    // The request parser refuses control bytes in values; a value holding one anyway would
+    // end the line here and forge a header, so it is left out.
+    if (value.empty() || value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos)
+        return;
     std::string line;
     line.reserve(name.size() + 2 + value.size());
     line.append(name).append(": ").append(value);
@@ -81,14 +84,23 @@ void auth_client::take_calls(std::int64_t now) noexcept {
         for (unsigned n = 0; n < calls_per_turn; ++n) {
             auto call = queue.try_pop();
             if (!call) break;
+            // Out of time already (it waited behind a burst): its stream has been refused,
+            // so the application is not asked for nothing.
+            if (now >= call->deadline_ms) {
+                answer(s, {call->conn, call->gen, auth_answer::failed, 0, {}, "auth callback: timed out in the queue"});
+                continue;
+            }
             if (_cfg.auth_cache.count() > 0) {
-                if (const auth_answer* hit = _cache.find(call->cache_key(), now)) {
-                    _metrics.cache_hits.bump();
-                    auth_answer a = *hit;
-                    a.conn = call->conn;
-                    a.gen = call->gen;
-                    answer(s, std::move(a));
-                    continue;
+                try {
+                    if (const auth_answer* hit = _cache.find(call->cache_key(), now)) {
+                        _metrics.cache_hits.bump();
+                        auth_answer a = *hit;
+                        a.conn = call->conn;
+                        a.gen = call->gen;
+                        answer(s, std::move(a));
+                        continue;
+                    }
+                } catch (const std::bad_alloc&) {  // asked instead
                 }
             }
             start(std::move(*call));
@@ -145,7 +157,9 @@ void auth_client::start(auth_call call) noexcept {
     curl_easy_setopt(e, CURLOPT_URL, ep.url.c_str());
     if (!ep.unix_socket.empty()) curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, ep.unix_socket.c_str());
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(_cfg.auth_timeout.count()));
+    // What is left of --auth-timeout since the request arrived, not a fresh one.
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(std::max<std::int64_t>(1, t->call.deadline_ms - monotonic_ms())));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &auth_client::on_body);
@@ -154,7 +168,7 @@ void auth_client::start(auth_call call) noexcept {
     if (curl_multi_add_handle(_multi, e) != CURLM_OK) {
         answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "curl refused the call"});
         curl_slist_free_all(t->headers);
-        _idle_handles.push_back(e);
+        recycle(e);
         delete t;
         return;
     }
@@ -164,7 +178,7 @@ void auth_client::start(auth_call call) noexcept {
         curl_multi_remove_handle(_multi, e);
         answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "out of memory"});
         curl_slist_free_all(t->headers);
-        _idle_handles.push_back(e);
+        recycle(e);
         delete t;
         return;
     }
@@ -187,6 +201,41 @@ std::size_t auth_client::on_body(char* data, std::size_t size, std::size_t n, vo
     return len;
 }
 
+// A finished easy handle goes back to the pool (or away, if the pool can't grow).
+void auth_client::recycle(CURL* e) noexcept {
+    try {
+        _idle_handles.push_back(e);
+    } catch (const std::bad_alloc&) {
+        curl_easy_cleanup(e);
+    }
+}
+
+// The application's answer to the finished transfer `t`. May throw std::bad_alloc.
+auth_answer auth_client::read_answer(const CURLMsg& m, const transfer& t) {
+    auth_answer a{t.call.conn, t.call.gen, auth_answer::failed, 0, {}, {}};
+    long status = 0;
+    curl_easy_getinfo(m.easy_handle, CURLINFO_RESPONSE_CODE, &status);
+    if (m.data.result != CURLE_OK) {
+        a.reason = t.too_large ? "auth callback answer too large"
+                               : std::string("auth callback: ") + curl_easy_strerror(m.data.result);
+    } else if (status == 200) {
+        auto g = parse_grant_json(t.body);
+        if (g) {
+            a.outcome = auth_answer::granted;
+            a.g = std::move(*g);
+        } else {
+            a.reason = "auth callback answer: " + g.error();
+        }
+    } else if (status == 401 || status == 403) {
+        a.outcome = auth_answer::denied;
+        a.status = static_cast<int>(status);
+        a.reason = status == 401 ? "not authorized by the application" : "forbidden by the application";
+    } else {
+        a.reason = "auth callback answered " + std::to_string(status);
+    }
+    return a;
+}
+
 void auth_client::finish_transfers(std::int64_t now) noexcept {
     int left = 0;
     while (CURLMsg* m = curl_multi_info_read(_multi, &left)) {
@@ -195,26 +244,9 @@ void auth_client::finish_transfers(std::int64_t now) noexcept {
         transfer* t = nullptr;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, reinterpret_cast<char**>(&t));
         auth_answer a{t->call.conn, t->call.gen, auth_answer::failed, 0, {}, {}};
-        long status = 0;
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-        if (m->data.result != CURLE_OK) {
-            a.reason = t->too_large ? "auth callback answer too large"
-                                    : std::string("auth callback: ") + curl_easy_strerror(m->data.result);
-        } else if (status == 200) {
-            auto g = parse_grant_json(t->body);
-            if (g) {
-                a.outcome = auth_answer::granted;
-                a.g = std::move(*g);
-            } else {
-                a.reason = "auth callback answer: " + g.error();
-            }
-        } else if (status == 401 || status == 403) {
-            a.outcome = auth_answer::denied;
-            a.status = static_cast<int>(status);
-            a.reason = status == 401 ? "not authorized by the application"
-                                     : "forbidden by the application";
-        } else {
-            a.reason = "auth callback answered " + std::to_string(status);
+        try {
+            a = read_answer(*m, *t);
+        } catch (const std::bad_alloc&) {  // a failure without its reason: fails closed
         }
         switch (a.outcome) {
             case auth_answer::granted: _metrics.granted.bump(); break;
@@ -230,7 +262,7 @@ void auth_client::finish_transfers(std::int64_t now) noexcept {
         answer(t->call.shard, std::move(a));
         curl_multi_remove_handle(_multi, e);
         curl_slist_free_all(t->headers);
-        _idle_handles.push_back(e);
+        recycle(e);
         _transfers.erase(t);
         delete t;
         _metrics.in_flight.set(_metrics.in_flight.get() - 1);

@@ -46,6 +46,8 @@ private:
     };
 
     void take_calls(std::int64_t now) noexcept;
+    void recycle(CURL* e) noexcept;
+    [[nodiscard]] static auth_answer read_answer(const CURLMsg& m, const transfer& t);
     void start(auth_call call) noexcept;
     void finish_transfers(std::int64_t now) noexcept;
     void answer(std::uint32_t shard, auth_answer a) noexcept;

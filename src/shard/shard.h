@@ -115,7 +115,7 @@ private:
                           std::string_view user_agent);
     void announce_register(connection& c) noexcept;
     void announce_unregister(connection& c, std::string_view reason) noexcept;
-    void push_event(std::string record) noexcept;
+    bool push_event(std::string record) noexcept;
     void wake_events() noexcept;
     void start_stream(connection& c, std::uint32_t id, std::vector<std::string> channels,
                       bool head_only);
@@ -204,7 +204,14 @@ private:
     std::minstd_rand _rng;   // jitter for retry answers
     frame_ref _keepalive;               // ": keepalive <open connections>", rebuilt when the count moves
     std::uint32_t _keepalive_count = UINT32_MAX;
-    std::vector<std::pair<std::uint32_t, std::uint32_t>> _longpolls;  // (id, gen) of XHR streams
+    // The open XHR long-polls: each ends limits::longpoll_linger after its last message, and
+    // at the latest --longpoll-max after it started.
+    struct longpoll {
+        std::uint32_t id;
+        std::uint32_t gen;
+        std::int64_t end_ms;  // started + --longpoll-max
+    };
+    std::vector<longpoll> _longpolls;
     std::int64_t _now_s = 0;            // wall clock, for token expiry; set each tick
     token_cache _tokens{limits::token_cache_entries};
     std::uint32_t _auth_in_flight = 0;  // calls handed to the auth thread, not yet answered

@@ -31,8 +31,9 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
         for (const membership& m : c.channels) route.channels.push_back(m.entry->name);
         frame_ref head = frame_ref::make(stream_response(route, cors_headers(c)));
         if (c.xhr) {
-            _longpolls.emplace_back(id, c.gen);
-            c.deadline_ms = _now_ms + std::chrono::milliseconds(_env.cfg->longpoll_max).count();
+            const std::int64_t end = _now_ms + std::chrono::milliseconds(_env.cfg->longpoll_max).count();
+            _longpolls.push_back({id, c.gen, end});
+            c.deadline_ms = end;
         }
         c.state = conn_state::streaming;
         announce_register(c);

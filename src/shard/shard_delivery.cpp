@@ -68,20 +68,22 @@ void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcep
 }
 
 // An XHR polyfill reads a response only once it has ended, so a long-poll ends
-// limits::longpoll_linger after the last message written to it (comments don't count),
-// and the polyfill polls again.
+// limits::longpoll_linger after the last message written to it (comments don't count), as
+// the Ruby Jugglite's did, and the polyfill polls again. check_longpolls also ends it at
+// --longpoll-max after it started, or a channel busier than one message per 250 ms would
+// keep it open for ever.
 void shard::note_longpoll_message(connection& c, std::uint32_t) noexcept {
     if (c.state == conn_state::streaming) c.deadline_ms = _now_ms + limits::longpoll_linger.count();
 }
 
 // Every tick: ends the long-polls whose time is up, and forgets those that closed.
 void shard::check_longpolls() noexcept {
-    std::erase_if(_longpolls, [&](const std::pair<std::uint32_t, std::uint32_t>& lp) {
-        auto [id, gen] = lp;
-        if (!_conns.has(id)) return true;
-        connection& c = _conns[id];
-        if (c.gen != gen || c.state != conn_state::streaming) return true;
-        if (_now_ms < c.deadline_ms) return false;
+    std::erase_if(_longpolls, [&](const longpoll& lp) {
+        if (!_conns.has(lp.id)) return true;
+        connection& c = _conns[lp.id];
+        const std::uint32_t id = lp.id;
+        if (c.gen != lp.gen || c.state != conn_state::streaming) return true;
+        if (_now_ms < c.deadline_ms && _now_ms < lp.end_ms) return false;
         _metrics.longpolls_ended.bump();
         end_stream(c, id, {}, "longpoll_done");
         return true;

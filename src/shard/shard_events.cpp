@@ -21,9 +21,10 @@ void shard::prepare_register(connection& c, const stream_route& s, std::string_v
 // The stream has started (its head is queued): its register record goes out.
 void shard::announce_register(connection& c) noexcept {
     if (!c.extras || c.extras->register_event.empty()) return;
-    c.extras->started_ms = unix_seconds() * 1000 + monotonic_ms() % 1000;
-    push_event(std::move(c.extras->register_event));
+    const bool queued = push_event(std::move(c.extras->register_event));
     c.extras->register_event = {};
+    // A stream whose register was dropped gets no unregister either.
+    if (queued) c.extras->started_ms = unix_seconds() * 1000 + monotonic_ms() % 1000;
 }
 
 void shard::announce_unregister(connection& c, std::string_view reason) noexcept {
@@ -39,12 +40,13 @@ void shard::announce_unregister(connection& c, std::string_view reason) noexcept
     c.extras->started_ms = 0;  // one unregister per stream
 }
 
-void shard::push_event(std::string record) noexcept {
+bool shard::push_event(std::string record) noexcept {
     if (!_link.events->try_push(std::move(record))) {
         _metrics.events_dropped_queue_full.bump();
-        return;
+        return false;
     }
     _events_queued = true;
+    return true;
 }
 
 void shard::wake_events() noexcept {

@@ -34,9 +34,17 @@ void shard::on_request_bytes(connection& c, std::uint32_t id) noexcept {
 void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
     const config& cfg = *_env.cfg;
     c.wants_event_stream = req.wants_event_stream();
-    c.cors = cfg.cors.decide(req.origin);
     route r = route_request(req, cfg);
+    // Health and metrics answers carry no CORS grant: /metrics is not for other sites.
+    const bool for_browsers = std::holds_alternative<stream_route>(r) ||
+                              std::holds_alternative<preflight_route>(r) ||
+                              std::holds_alternative<http_error>(r);
+    c.cors = for_browsers ? cfg.cors.decide(req.origin) : cors_policy::none;
     if (auto* s = std::get_if<stream_route>(&r)) {
+        if (!c.counted) {  // admitted over --max-conns only to hear this answer: before any
+            refuse(c, id, refusal::capacity);  // token check or callback is spent on it
+            return;
+        }
         c.xhr = req.is_xhr();
         std::string sub;
         switch (authorize(c, id, req, *s, sub)) {
@@ -132,10 +140,11 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
     call.original_uri = req.target;
     if (c.extras && _env.cfg->auth_revalidate.count() > 0)
         c.extras->recheck = std::make_unique<auth_call>(call);
+    // The whole wait, here and in curl, is bounded by --auth-timeout: the auth thread gives
+    // curl what is left, and the shard's own deadline, a little later, is the backstop.
+    call.deadline_ms = _now_ms + _env.cfg->auth_timeout.count();
     _auth_waiting.push_back(std::move(call));
     c.state = conn_state::authorizing;
-    // The whole wait, here and in curl, is bounded by --auth-timeout; the margin lets curl's
-    // own timeout answer first for a call that went out at once.
     c.deadline_ms = _now_ms + _env.cfg->auth_timeout.count() + limits::tick.count() * 5;
     send_auth_calls();
 }
@@ -185,7 +194,8 @@ void shard::on_auth_answer(auth_answer& a) noexcept {
         case auth_answer::failed:
             if (_now_ms - _last_auth_log_ms >= 1000) {  // at most one line a second
                 _last_auth_log_ms = _now_ms;
-                log::warn("shard {}: {}; the stream is refused to retry", _id, a.reason);
+                log::warn("shard {}: {}; the stream is refused to retry", _id,
+                          a.reason.empty() ? std::string_view("auth callback failed") : a.reason);
             }
             refuse(c, a.conn, refusal::auth);
             break;
@@ -206,6 +216,7 @@ void shard::recheck_stream(connection& c, std::uint32_t id) noexcept {
     try {
         auth_call call = *c.extras->recheck;
         call.gen = c.gen;
+        call.deadline_ms = _now_ms + _env.cfg->auth_timeout.count();
         if (!_link.auth_calls->try_push(std::move(call))) return;
     } catch (const std::bad_alloc&) {
         return;
@@ -219,8 +230,12 @@ void shard::recheck_stream(connection& c, std::uint32_t id) noexcept {
 // it. A failed call changes nothing: an application's hiccup must not cut every stream.
 void shard::on_recheck_answer(connection& c, std::uint32_t id, const auth_answer& a) noexcept {
     bool withdrawn = a.outcome == auth_answer::denied;
-    if (a.outcome == auth_answer::granted)
-        for (const membership& m : c.channels) withdrawn |= !a.g.allows(m.entry->name);
+    try {
+        if (a.outcome == auth_answer::granted)
+            for (const membership& m : c.channels) withdrawn |= !a.g.allows(m.entry->name);
+    } catch (const std::bad_alloc&) {
+        return;  // undecided: asked again next interval
+    }
     if (!withdrawn) return;
     _metrics.streams_revoked.bump();
     end_with_retry(c, id, "access withdrawn", "revoked");
@@ -240,16 +255,12 @@ void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
     open_stream(c, id, *s, g.sub, req->user_agent);
 }
 
-// Admission and start, once the stream's channels are final. `user_agent` may point into
-// c.request, which is released here.
+// The start, once the stream's channels are final (admission was checked in dispatch).
+// `user_agent` may point into c.request, which is released here.
 void shard::open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
                         std::string_view user_agent) {
     if (c.extras && _link.events && !s.head_only) prepare_register(c, s, sub, user_agent);
     c.request = {};  // the views into it are dead from here on
-    if (!c.counted) {  // admitted over --max-conns only to hear this answer
-        refuse(c, id, refusal::capacity);
-        return;
-    }
     start_stream(c, id, std::move(s.channels), s.head_only);
 }
 

@@ -286,3 +286,19 @@ TEST_CASE("the token comes from the Authorization header, then the cookie, then 
     auto none = std::get<http_request>(parse_request("GET /?channel=a HTTP/1.1\r\n\r\n"));
     CHECK(none.token("jt").empty());
 }
+
+TEST_CASE("control bytes in a header value or anywhere in the target are 400") {
+    // A lone CR would end the line at the auth callback and forge a header there.
+    for (const char* head : {"GET / HTTP/1.1\r\nCookie: a=b\rX-Forwarded-For: 10.0.0.1\r\n\r\n",
+                             "GET / HTTP/1.1\r\nUser-Agent: a\x01z\r\n\r\n",
+                             "GET / HTTP/1.1\r\nOrigin: a\x7f\r\n\r\n",
+                             "GET http://a\rX:y/ HTTP/1.1\r\n\r\n"}) {
+        CAPTURE(head);
+        auto r = parse_request(head);
+        REQUIRE(std::holds_alternative<http_error>(r));
+        CHECK(std::get<http_error>(r).status == 400);
+    }
+    auto tab = parse_request("GET / HTTP/1.1\r\nUser-Agent: a\tb\r\n\r\n");
+    REQUIRE(std::holds_alternative<http_request>(tab));
+    CHECK(std::get<http_request>(tab).user_agent == "a\tb");
+}

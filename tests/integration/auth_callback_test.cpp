@@ -209,3 +209,19 @@ TEST_CASE("a burst past the calls in flight waits its turn, and every stream get
     CHECK(metric(server.port(), "connections_refused_auth_unavailable") == 0);
     CHECK(app.requests() == n);
 }
+
+TEST_CASE("at --max-conns a stream is turned away before the application is asked") {
+    auth_app app;
+    jugglite_server server({"--auth-url", app.url(), "--max-conns", "1", "--shards", "1"});
+    // The server's own start-up probe may hold the one slot for a moment: try until the
+    // first stream gets it.
+    std::optional<raw_client> first;
+    REQUIRE(eventually([&] {
+        first.emplace(request_as(server.port(), "/s?channel=a", "henry"));
+        return first->read_until(": registered to channels: ", 1s);
+    }));
+    auto second = request_as(server.port(), "/s?channel=a", "irene");
+    REQUIRE(second.read_until_closed());
+    CHECK(second.body().find(": connection limit reached\nretry: ") != std::string::npos);
+    CHECK(app.requests() == 1);
+}

@@ -232,3 +232,20 @@ TEST_CASE("a key that can't work stops the server at start with one clear line")
     CHECK(r.status == 2);
     CHECK(r.output.find("--jwt-audience needs a key") != std::string::npos);
 }
+
+TEST_CASE("a long-poll on a channel busier than 250 ms ends at --longpoll-max") {
+    jugglite_server server({"--longpoll-max", "1"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel();
+    auto poll = raw_client::tcp(server.port());
+    poll.send("GET /s?channel=" + ch + " HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
+    REQUIRE(poll.read_until(": registered to channels: "));
+    REQUIRE(wait_numsub(redis, ch));
+    auto until = std::chrono::steady_clock::now() + 4s;
+    while (!poll.closed() && std::chrono::steady_clock::now() < until) {
+        redis.publish(ch, "tick");
+        poll.read_until("never", 100ms);
+    }
+    CHECK(poll.closed());
+    CHECK(poll.body().find("data: tick\n\n") != std::string::npos);
+}
