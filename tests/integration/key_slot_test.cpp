@@ -11,7 +11,10 @@ using namespace test;
 
 TEST_CASE("key_slot agrees with CLUSTER KEYSLOT on thousands of keys with and without tags") {
     std::string dir = temp_dir();
-    redis_server cluster_node(free_port(), {"--cluster-enabled", "yes", "--cluster-config-file",
+    // A cluster node's bus listens on its port + 10000, so the port must be 55535 or less.
+    int port = free_port();
+    while (port > 55535) port = free_port();
+    redis_server cluster_node(port, {"--cluster-enabled", "yes", "--cluster-config-file",
                                             dir + "/nodes.conf"});
     redis_client redis(cluster_node.port());
     std::mt19937 rng(42);
