@@ -91,8 +91,8 @@ cxxopts::Options make_options(unsigned cpus) {
          cxxopts::value<std::string>())
         ("auth-timeout", "seconds to wait for the auth callback; then the request fails closed",
          cxxopts::value<double>()->default_value("2"))
-        ("auth-cache-seconds", "keep the callback's answers this long, keyed by the Cookie and "
-                               "Authorization headers (0: no cache)",
+        ("auth-cache-seconds", "keep the callback's answers this long, keyed by the Cookie, "
+                               "Authorization and Origin headers (0: no cache)",
          cxxopts::value<long long>()->default_value("0"))
         ("auth-revalidate", "seconds between asking the callback again about open streams "
                             "(0: never)",
@@ -146,6 +146,15 @@ T in_range(const cxxopts::ParseResult& r, const std::string& name, T lo, T hi) {
     if (v < static_cast<long long>(lo) || v > static_cast<long long>(hi))
         throw usage_error(fmt::format("--{} must be between {} and {} (got {})", name, lo, hi, v));
     return static_cast<T>(v);
+}
+
+// A flag given in (fractional) seconds, within [lo, hi], as milliseconds.
+std::chrono::milliseconds seconds_in_range(const cxxopts::ParseResult& r, const std::string& name,
+                                           double lo, double hi) {
+    double v = r[name].as<double>();
+    if (!(v >= lo && v <= hi))
+        throw usage_error(fmt::format("--{} must be between {} and {} (got {})", name, lo, hi, v));
+    return std::chrono::milliseconds(static_cast<long long>(v * 1000));
 }
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -237,14 +246,8 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.max_pending_bytes = in_range<std::size_t>(r, "max-pending", 1024, 1LL << 32);
     cfg.max_message_bytes = in_range<std::size_t>(r, "max-message-bytes", 1024, 512LL << 20);
     cfg.max_channels = in_range<std::uint32_t>(r, "max-channels", 1, 100'000'000);
-    double grace = r["unsubscribe-grace"].as<double>();
-    if (!(grace >= 0 && grace <= 3600))
-        throw usage_error(fmt::format("--unsubscribe-grace must be between 0 and 3600 (got {})", grace));
-    cfg.unsubscribe_grace = std::chrono::milliseconds(static_cast<long long>(grace * 1000));
-    double wait = r["register-timeout"].as<double>();
-    if (!(wait >= 0.1 && wait <= 600))
-        throw usage_error(fmt::format("--register-timeout must be between 0.1 and 600 (got {})", wait));
-    cfg.register_timeout = std::chrono::milliseconds(static_cast<long long>(wait * 1000));
+    cfg.unsubscribe_grace = seconds_in_range(r, "unsubscribe-grace", 0, 3600);
+    cfg.register_timeout = seconds_in_range(r, "register-timeout", 0.1, 600);
     cfg.tokens = parse_jwt(r);
     cfg.jwt_cookie = r["jwt-cookie"].as<std::string>();
     if (r.count("cors-origins")) {
@@ -261,13 +264,10 @@ config parse_config(const cxxopts::ParseResult& r) {
         if (!ep) throw usage_error(ep.error());
         cfg.auth_url = std::move(*ep);
     }
-    double auth_wait = r["auth-timeout"].as<double>();
-    if (!(auth_wait >= 0.1 && auth_wait <= 60))
-        throw usage_error(fmt::format("--auth-timeout must be between 0.1 and 60 (got {})", auth_wait));
-    cfg.auth_timeout = std::chrono::milliseconds(static_cast<long long>(auth_wait * 1000));
+    cfg.auth_timeout = seconds_in_range(r, "auth-timeout", 0.1, 60);
     cfg.auth_cache = std::chrono::seconds(in_range<long long>(r, "auth-cache-seconds", 0, 86400));
     cfg.auth_revalidate = std::chrono::seconds(in_range<long long>(r, "auth-revalidate", 0, 86400));
-    cfg.instance = fmt::format("{:x}", unix_seconds() * 1000 + monotonic_ms() % 1000);
+    cfg.instance = fmt::format("{:x}", unix_ms());
     if (r.count("events-channel")) cfg.events_channel = r["events-channel"].as<std::string>();
     cfg.events_heartbeat = std::chrono::seconds(in_range<long long>(r, "events-heartbeat", 1, 3600));
     if (r.count("node-name")) {

@@ -1,4 +1,5 @@
-// The two clocks: monotonic milliseconds for timers, wall-clock seconds for token expiry.
+// The clocks: monotonic milliseconds for timers; the wall clock, in seconds for token
+// expiry and in milliseconds for the times events report.
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,12 @@ namespace jugglite {
 [[nodiscard]] inline std::int64_t monotonic_ms() noexcept {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+[[nodiscard]] inline std::int64_t unix_ms() noexcept {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 

@@ -1,10 +1,11 @@
 #include "core/config.h"
 
 #include <fmt/format.h>
-#include <fnmatch.h>
 
+#include <algorithm>
 #include <charconv>
 
+#include "core/grant.h"
 #include "core/query.h"
 
 namespace jugglite {
@@ -76,11 +77,9 @@ std::string redis_endpoint::display() const {
 }
 
 bool config::channel_allowed(std::string_view channel) const {
-    if (allowed_channels.empty()) return true;
-    std::string name(channel);  // fnmatch needs a terminated string
-    for (const auto& pattern : allowed_channels)
-        if (fnmatch(pattern.c_str(), name.c_str(), 0) == 0) return true;
-    return false;
+    return allowed_channels.empty() ||
+           std::any_of(allowed_channels.begin(), allowed_channels.end(),
+                       [&](const std::string& pattern) { return glob_match(pattern, channel); });
 }
 
 bool config::trusted_proxy(std::string_view peer) const noexcept {

@@ -2,6 +2,8 @@
 // redis thread's state that shards read.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -57,12 +59,20 @@ struct shard_link {
     std::unique_ptr<spsc_queue<std::string>> events;
 };
 
-// Wakes a thread the shards hand work to (the redis thread, the auth thread); shared by
+// Wakes a thread the shards hand work to (the redis, auth and events threads); shared by
 // every shard (should_wake is safe with many producers).
 struct thread_wakeup {
     wake_flag flag;
     int eventfd = -1;
 };
+
+// The producer's half of the wake protocol (see wake_flag): after pushing, write the
+// consumer's eventfd if it sleeps, once per sleep.
+inline void wake_if_sleeping(wake_flag& flag, int eventfd) noexcept {
+    if (!flag.should_wake()) return;
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(eventfd, &one, sizeof one);
+}
 
 // The threads that run only when configured, and their counters: the auth thread
 // (--auth-url) and the events thread (--events-channel). Null when not.

@@ -285,10 +285,7 @@ void auth_client::flush_answers() noexcept {
         auto& backlog = _backlog[s];
         while (!backlog.empty() && _shards[s].auth_answers->try_push(std::move(backlog.front())))
             backlog.pop_front();
-        if (_woken[s] && _shards[s].shard_wake.should_wake()) {
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(_shards[s].shard_eventfd, &one, sizeof one);
-        }
+        if (_woken[s]) wake_if_sleeping(_shards[s].shard_wake, _shards[s].shard_eventfd);
         _woken[s] = false;
     }
 }

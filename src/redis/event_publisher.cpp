@@ -93,7 +93,7 @@ std::size_t event_publisher::take(std::int64_t now) noexcept {
         std::uint64_t streams = 0;
         for (const auto& m : _streams) streams += m.conns_open.get();
         try {
-            append(node_event(_cfg.node_name, streams, unix_seconds() * 1000));
+            append(node_event(_cfg.node_name, streams, unix_ms()));
         } catch (const std::bad_alloc&) {
         }
         ++n;

@@ -466,11 +466,8 @@ void redis_subscriber::flush_notices() noexcept {
 
 void redis_subscriber::wake_shards() noexcept {
     for (unsigned i = 0; i < _shards.size(); ++i) {
-        if (!(_shards_to_wake & (shard_mask{1} << i))) continue;
-        if (_shards[i].shard_wake.should_wake()) {
-            std::uint64_t one = 1;
-            [[maybe_unused]] auto n = ::write(_shards[i].shard_eventfd, &one, sizeof one);
-        }
+        if (_shards_to_wake & (shard_mask{1} << i))
+            wake_if_sleeping(_shards[i].shard_wake, _shards[i].shard_eventfd);
     }
     _shards_to_wake = 0;
 }

@@ -1,8 +1,6 @@
 // A shard's channel memberships and what Redis says about them: streams join channels,
 // wait in `registering` until Redis has confirmed each one, lose a channel Redis
 // refuses, and report a channel's first and last local subscriber to the redis thread.
-#include <unistd.h>
-
 #include <fmt/format.h>
 
 #include "core/log.h"
@@ -181,11 +179,6 @@ void shard::flush_control() noexcept {
     if (sent) wake_redis();
 }
 
-void shard::wake_redis() noexcept {
-    if (_env.redis->flag.should_wake()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.redis->eventfd, &one, sizeof one);
-    }
-}
+void shard::wake_redis() noexcept { wake_if_sleeping(_env.redis->flag, _env.redis->eventfd); }
 
 }  // namespace jugglite

@@ -1,8 +1,6 @@
 // Connection events (--events-channel), the Ruby Jugglite's on_register/on_unregister: a
 // shard builds the records and queues them for the events thread, which PUBLISHes them.
 // Nothing here waits: a record the queue can't take is dropped and counted.
-#include <unistd.h>
-
 #include "core/clock.h"
 #include "core/connection_event.h"
 #include "shard/shard.h"
@@ -15,7 +13,7 @@ void shard::prepare_register(connection& c, const stream_route& s, std::string_v
     x.seq = ++_stream_seq;
     std::string id = stream_event_id(_env.cfg->node_name, _env.cfg->instance, _id, x.seq);
     x.register_event = register_event({_env.cfg->node_name, id, &s.channels, sub, x.peer,
-                                       user_agent, unix_seconds() * 1000});
+                                       user_agent, unix_ms()});
 }
 
 // The stream has started (its head is queued): its register record goes out.
@@ -24,12 +22,12 @@ void shard::announce_register(connection& c) noexcept {
     const bool queued = push_event(std::move(c.extras->register_event));
     c.extras->register_event = {};
     // A stream whose register was dropped gets no unregister either.
-    if (queued) c.extras->started_ms = unix_seconds() * 1000 + monotonic_ms() % 1000;
+    if (queued) c.extras->started_ms = unix_ms();
 }
 
 void shard::announce_unregister(connection& c, std::string_view reason) noexcept {
     if (!c.extras || c.extras->started_ms == 0) return;  // never registered
-    const std::int64_t now = unix_seconds() * 1000 + monotonic_ms() % 1000;
+    const std::int64_t now = unix_ms();
     try {
         std::string id = stream_event_id(_env.cfg->node_name, _env.cfg->instance, _id, c.extras->seq);
         push_event(unregister_event(_env.cfg->node_name, id, reason,
@@ -52,10 +50,7 @@ bool shard::push_event(std::string record) noexcept {
 void shard::wake_events() noexcept {
     if (!_events_queued) return;
     _events_queued = false;
-    if (_env.side.events->flag.should_wake()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.side.events->eventfd, &one, sizeof one);
-    }
+    wake_if_sleeping(_env.side.events->flag, _env.side.events->eventfd);
 }
 
 }  // namespace jugglite

@@ -2,8 +2,6 @@
 // answer, or an error answer; and refusals that a client should retry.
 #include <fmt/format.h>
 
-#include <unistd.h>
-
 #include <algorithm>
 
 #include "core/http_request.h"
@@ -169,10 +167,7 @@ void shard::drain_auth_answers() noexcept {
     if (!_link.auth_answers) return;
     while (auto a = _link.auth_answers->try_pop()) on_auth_answer(*a);
     send_auth_calls();
-    if (_auth_queued && _env.side.auth->flag.should_wake()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(_env.side.auth->eventfd, &one, sizeof one);
-    }
+    if (_auth_queued) wake_if_sleeping(_env.side.auth->flag, _env.side.auth->eventfd);
     _auth_queued = false;
 }
 
