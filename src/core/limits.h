@@ -163,7 +163,8 @@ inline constexpr std::size_t token_cache_entries = 8192;
 inline constexpr std::uint32_t token_leeway_seconds = 5;
 
 // An XHR polyfill's long-poll ends this long after the last message written to it (the
-// Ruby Jugglite's value, which Remy's polyfill expects), or after --longpoll-max without one.
+// Ruby Jugglite's value, which Remy's polyfill expects), and --longpoll-max after it started
+// at the latest.
 inline constexpr std::chrono::milliseconds longpoll_linger{250};
 inline constexpr std::chrono::seconds default_longpoll_max{25};
 

@@ -106,7 +106,8 @@ public:
     std::uint8_t ops_inflight = 0;  // recv + send + cancel not yet completed
     bool xhr = false;               // an XHR polyfill's long-poll: ends after each message
     std::uint16_t cors = 0;         // cors_policy::decision for the request's Origin
-    std::uint32_t expires_at_s = 0; // streaming: unix seconds when its grant ends; 0: never
+    std::uint32_t expires_at_s = 0; // streaming: unix seconds when its token expires, or when the
+                                    // callback is asked again (--auth-revalidate); 0: never
     std::int64_t deadline_ms = 0;   // reading: request timeout; authorizing: how long to wait
                                     // for the application; registering: for Redis;
                                     // lingering: when to close; streaming XHR: when to end

@@ -311,7 +311,7 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                     close_conn(c, id, close_reason::slow_consumer);
                 } else if (c.state == conn_state::streaming && c.expires_at_s != 0 &&
                            _now_s >= c.expires_at_s) {
-                    if (c.extras && c.extras->recheck) recheck_stream(c, id);
+                    if (c.extras && c.extras->recheck) recheck_stream(c);
                     else expire_stream(c, id);
                 } else if (c.state == conn_state::streaming && !c.send_inflight && _keepalive &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {

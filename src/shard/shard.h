@@ -105,7 +105,7 @@ private:
     void drain_auth_answers() noexcept;
     void on_auth_answer(auth_answer& a) noexcept;
     void stream_granted(connection& c, std::uint32_t id, const grant& g);
-    void recheck_stream(connection& c, std::uint32_t id) noexcept;
+    void recheck_stream(connection& c) noexcept;
     void on_recheck_answer(connection& c, std::uint32_t id, const auth_answer& a) noexcept;
     void open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
                      std::string_view user_agent);
@@ -133,11 +133,12 @@ private:
     // Ends a stream with `last` written before the close (see shard_requests.cpp).
     void end_stream(connection& c, std::uint32_t id, std::string last,
                     std::string_view reason) noexcept;
+    void leave_streaming(connection& c, std::string_view reason) noexcept;
     void expire_stream(connection& c, std::uint32_t id) noexcept;
     void end_with_retry(connection& c, std::uint32_t id, std::string_view comment,
                         std::string_view reason) noexcept;
-    // XHR long-polls: listed so that their 250 ms end is checked every tick.
-    void note_longpoll_message(connection& c, std::uint32_t id) noexcept;
+    // XHR long-polls: listed so that their end is checked every tick, not every second.
+    void note_longpoll_message(connection& c) noexcept;
     void check_longpolls() noexcept;
     [[nodiscard]] std::string metrics_text() const;
     [[nodiscard]] bool live() const noexcept;

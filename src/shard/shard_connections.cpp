@@ -209,13 +209,12 @@ void shard::linger(connection& c, std::uint32_t id) noexcept {
 void shard::close_conn(connection& c, std::uint32_t id, close_reason why) noexcept {
     if (c.state == conn_state::closing || c.state == conn_state::free) return;
     if (why == close_reason::slow_consumer) _metrics.slow_consumers.bump();
-    if (c.state == conn_state::streaming) {
-        _metrics.conns_open.set(_metrics.conns_open.get() - 1);
-        announce_unregister(c, why == close_reason::slow_consumer     ? "slow_consumer"
-                               : why == close_reason::server_stopping ? "shutdown"
-                                                                      : "client_gone");
-    }
-    leave_channels(c);
+    if (c.state == conn_state::streaming)
+        leave_streaming(c, why == close_reason::slow_consumer     ? "slow_consumer"
+                           : why == close_reason::server_stopping ? "shutdown"
+                                                                  : "client_gone");
+    else
+        leave_channels(c);
     if (c.counted) {
         _env.open_conns->fetch_sub(1, std::memory_order_relaxed);
         c.counted = false;

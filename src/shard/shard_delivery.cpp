@@ -30,7 +30,7 @@ void shard::drain_messages() noexcept {
         for (const subscriber& s : entry->subscribers) {
             connection& c = _conns[s.conn];
             deliver(c, s.conn, msg->frame);
-            if (c.xhr) note_longpoll_message(c, s.conn);
+            if (c.xhr) note_longpoll_message(c);
         }
         close_slow_consumers();
     }
@@ -72,7 +72,7 @@ void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcep
 // the Ruby Jugglite's did, and the polyfill polls again. check_longpolls also ends it at
 // --longpoll-max after it started, or a channel busier than one message per 250 ms would
 // keep it open for ever.
-void shard::note_longpoll_message(connection& c, std::uint32_t) noexcept {
+void shard::note_longpoll_message(connection& c) noexcept {
     if (c.state == conn_state::streaming) c.deadline_ms = _now_ms + limits::longpoll_linger.count();
 }
 

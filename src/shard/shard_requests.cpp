@@ -148,12 +148,14 @@ void shard::ask_app(connection& c, std::uint32_t id, const http_request& req,
 }
 
 // Hands waiting calls to the auth thread while fewer than limits::auth_calls_per_shard are
-// in flight. A call whose connection closed or timed out meanwhile is dropped.
+// in flight. A call whose connection closed, timed out or ended meanwhile is dropped: a
+// first call is wanted while its request is `authorizing`, a recheck while it streams.
 void shard::send_auth_calls() noexcept {
     while (!_auth_waiting.empty() && _auth_in_flight < limits::auth_calls_per_shard) {
         auth_call& call = _auth_waiting.front();
         const bool wanted = _conns.has(call.conn) && _conns[call.conn].gen == call.gen &&
-                            _conns[call.conn].state == conn_state::authorizing;
+                            (_conns[call.conn].state == conn_state::authorizing ||
+                             _conns[call.conn].state == conn_state::streaming);
         if (wanted) {
             if (!_link.auth_calls->try_push(std::move(call))) return;  // full: next turn
             ++_auth_in_flight;
@@ -204,20 +206,19 @@ void shard::on_auth_answer(auth_answer& a) noexcept {
     }
 }
 
-// --auth-revalidate: asks the application again about an open stream it admitted.
-void shard::recheck_stream(connection& c, std::uint32_t id) noexcept {
+// --auth-revalidate: asks the application again about an open stream it admitted. When
+// calls are already waiting, this round is skipped (the next interval asks), so that a slow
+// application can't make rechecks pile up.
+void shard::recheck_stream(connection& c) noexcept {
     c.expires_at_s = static_cast<std::uint32_t>(_now_s + _env.cfg->auth_revalidate.count());
-    if (_auth_in_flight >= limits::auth_calls_per_shard) return;  // next interval
+    if (!_auth_waiting.empty() || _auth_in_flight >= limits::auth_calls_per_shard) return;
     try {
-        auth_call call = *c.extras->recheck;
-        call.gen = c.gen;
-        call.deadline_ms = _now_ms + _env.cfg->auth_timeout.count();
-        if (!_link.auth_calls->try_push(std::move(call))) return;
+        _auth_waiting.push_back(*c.extras->recheck);
+        _auth_waiting.back().deadline_ms = _now_ms + _env.cfg->auth_timeout.count();
     } catch (const std::bad_alloc&) {
         return;
     }
-    ++_auth_in_flight;
-    _auth_queued = true;
+    send_auth_calls();
 }
 
 // The answer about an open stream: it goes on while its grant still covers every channel
@@ -347,9 +348,7 @@ std::string shard::cors_headers(const connection& c) const {
 void shard::end_stream(connection& c, std::uint32_t id, std::string last,
                        std::string_view reason) noexcept {
     if (c.state != conn_state::streaming) return;
-    announce_unregister(c, reason);
-    leave_channels(c);
-    _metrics.conns_open.set(_metrics.conns_open.get() - 1);
+    leave_streaming(c, reason);
     c.state = conn_state::closing_after_send;
     if (!last.empty()) {
         try {
@@ -362,6 +361,14 @@ void shard::end_stream(connection& c, std::uint32_t id, std::string last,
     if (c.send_inflight) return;  // on_send goes on, and lingers once the queue is written
     if (c.has_pending()) start_send(c, id);
     else linger(c, id);
+}
+
+// The one way out of `streaming`, whether the stream is closed or ended with a last frame:
+// its unregister event, its channels, the open-stream gauge. The caller sets the new state.
+void shard::leave_streaming(connection& c, std::string_view reason) noexcept {
+    announce_unregister(c, reason);
+    leave_channels(c);
+    _metrics.conns_open.set(_metrics.conns_open.get() - 1);
 }
 
 void shard::expire_stream(connection& c, std::uint32_t id) noexcept {
