@@ -205,7 +205,6 @@ std::optional<token_verifier> parse_jwt(const cxxopts::ParseResult& r) {
     if (r.count("jwt-audience")) s.audience = r["jwt-audience"].as<std::string>();
     if (r.count("jwt-issuer")) s.issuer = r["jwt-issuer"].as<std::string>();
     s.allow_no_exp = r.count("jwt-allow-no-exp") > 0;
-    s.leeway_seconds = limits::token_leeway_seconds;
     if (s.keys.empty()) {
         for (const char* dependent : {"jwt-audience", "jwt-issuer", "jwt-allow-no-exp"})
             if (r.count(dependent))

@@ -37,6 +37,9 @@ std::expected<bool /*is_rsa*/, std::string> classify_pem(const std::string& pem)
     }
 }
 
+// The one refusal after which the next key of the token's type is tried (rotation).
+constexpr std::string_view bad_signature = "bad token signature";
+
 bool is_hmac_alg(std::string_view alg) {
     return alg == "HS256" || alg == "HS384" || alg == "HS512";
 }
@@ -46,7 +49,7 @@ std::string describe(const std::error_code& ec) {
     if (ec == jwt::VerificationErrc::TokenExpired) return "token expired";
     if (ec == jwt::VerificationErrc::ImmatureSignature) return "token not yet valid (nbf)";
     if (ec == jwt::VerificationErrc::InvalidSignature || ec == jwt::AlgorithmErrc::VerificationErr)
-        return "bad token signature";
+        return std::string(bad_signature);
     if (ec == jwt::VerificationErrc::InvalidIssuer) return "token issuer not accepted";
     if (ec == jwt::VerificationErrc::InvalidAlgorithm) return "token algorithm not accepted";
     if (ec == jwt::AlgorithmErrc::NoneAlgorithmUsed) return "token algorithm not accepted";
@@ -110,7 +113,7 @@ std::expected<grant, token_error> token_verifier::verify(std::string_view token)
             if (k.type != wanted) continue;
             if (kid_known ? k.kid != kid : (!kid.empty() && !k.kid.empty())) continue;
             last = verify_with(token, k, alg);
-            if (last || last.error().reason != "bad token signature") return last;
+            if (last || last.error().reason != bad_signature) return last;
         }
         return last;
     } catch (const std::bad_alloc&) {

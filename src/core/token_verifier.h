@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/grant.h"
+#include "core/limits.h"
 
 namespace jugglite {
 
@@ -24,7 +25,7 @@ struct jwt_settings {
     std::string audience;  // non-empty: `aud` must name it (a string, or an array holding it)
     std::string issuer;    // non-empty: `iss` must equal it
     bool allow_no_exp = false;
-    std::uint32_t leeway_seconds = 5;
+    std::uint32_t leeway_seconds = limits::token_leeway_seconds;
 };
 
 // Why a token was refused, for the 401's one-line reason. Never contains the token.

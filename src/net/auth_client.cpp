@@ -54,8 +54,8 @@ auth_client::~auth_client() {
     for (transfer* t : _transfers) {
         curl_multi_remove_handle(_multi, t->easy);
         curl_easy_cleanup(t->easy);
-        curl_slist_free_all(t->headers);
-        delete t;
+        t->easy = nullptr;
+        discard(t);
     }
     for (CURL* e : _idle_handles) curl_easy_cleanup(e);
     if (_multi) curl_multi_cleanup(_multi);
@@ -87,7 +87,7 @@ void auth_client::take_calls(std::int64_t now) noexcept {
             // Out of time already (it waited behind a burst): its stream has been refused,
             // so the application is not asked for nothing.
             if (now >= call->deadline_ms) {
-                answer(s, {call->conn, call->gen, auth_answer::failed, 0, {}, "auth callback: timed out in the queue"});
+                fail(*call, "auth callback: timed out in the queue");
                 continue;
             }
             if (_cfg.auth_cache.count() > 0) {
@@ -108,10 +108,28 @@ void auth_client::take_calls(std::int64_t now) noexcept {
     }
 }
 
+// Answers `call` with a failure: its request fails closed.
+void auth_client::fail(const auth_call& call, const char* reason) noexcept {
+    auth_answer a{call.conn, call.gen, auth_answer::failed, 0, {}, {}};
+    try {
+        a.reason = reason;
+    } catch (const std::bad_alloc&) {  // fails closed without its reason
+    }
+    answer(call.shard, std::move(a));
+}
+
+// Frees a transfer that is not (or no longer) in the multi handle; its easy handle, if
+// any, goes back to the pool.
+void auth_client::discard(transfer* t) noexcept {
+    curl_slist_free_all(t->headers);
+    if (t->easy) recycle(t->easy);
+    delete t;
+}
+
 void auth_client::start(auth_call call) noexcept {
     auto* t = new (std::nothrow) transfer;
     if (!t) {
-        answer(call.shard, {call.conn, call.gen, auth_answer::failed, 0, {}, "out of memory"});
+        fail(call, "out of memory");
         return;
     }
     t->call = std::move(call);
@@ -134,9 +152,8 @@ void auth_client::start(auth_call call) noexcept {
             if (curl_slist* l = curl_slist_append(t->headers, "X-Jugglite-Channels;")) t->headers = l;
         }
     } catch (const std::bad_alloc&) {
-        curl_slist_free_all(t->headers);
-        answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "out of memory"});
-        delete t;
+        fail(t->call, "out of memory");
+        discard(t);
         return;
     }
     if (!_idle_handles.empty()) {
@@ -147,9 +164,8 @@ void auth_client::start(auth_call call) noexcept {
         t->easy = curl_easy_init();
     }
     if (!t->easy) {
-        curl_slist_free_all(t->headers);
-        answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "out of memory"});
-        delete t;
+        fail(t->call, "out of memory");
+        discard(t);
         return;
     }
     const auth_endpoint& ep = *_cfg.auth_url;
@@ -166,20 +182,16 @@ void auth_client::start(auth_call call) noexcept {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t);
     curl_easy_setopt(e, CURLOPT_PRIVATE, t);
     if (curl_multi_add_handle(_multi, e) != CURLM_OK) {
-        answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "curl refused the call"});
-        curl_slist_free_all(t->headers);
-        recycle(e);
-        delete t;
+        fail(t->call, "curl refused the call");
+        discard(t);
         return;
     }
     try {
         _transfers.insert(t);
     } catch (const std::bad_alloc&) {
         curl_multi_remove_handle(_multi, e);
-        answer(t->call.shard, {t->call.conn, t->call.gen, auth_answer::failed, 0, {}, "out of memory"});
-        curl_slist_free_all(t->headers);
-        recycle(e);
-        delete t;
+        fail(t->call, "out of memory");
+        discard(t);
         return;
     }
     _metrics.calls.bump();
@@ -261,10 +273,8 @@ void auth_client::finish_transfers(std::int64_t now) noexcept {
         }
         answer(t->call.shard, std::move(a));
         curl_multi_remove_handle(_multi, e);
-        curl_slist_free_all(t->headers);
-        recycle(e);
         _transfers.erase(t);
-        delete t;
+        discard(t);
         _metrics.in_flight.set(_metrics.in_flight.get() - 1);
     }
 }

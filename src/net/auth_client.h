@@ -47,6 +47,8 @@ private:
 
     void take_calls(std::int64_t now) noexcept;
     void recycle(CURL* e) noexcept;
+    void fail(const auth_call& call, const char* reason) noexcept;
+    void discard(transfer* t) noexcept;
     [[nodiscard]] static auth_answer read_answer(const CURLMsg& m, const transfer& t);
     void start(auth_call call) noexcept;
     void finish_transfers(std::int64_t now) noexcept;
