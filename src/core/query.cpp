@@ -22,6 +22,22 @@ bool has_control_character(std::string_view s) {
     });
 }
 
+// One parameter split off the front of a raw query: its raw key, and its raw value when it
+// has an '='.
+struct raw_param {
+    std::string_view key;
+    std::optional<std::string_view> value;
+};
+
+raw_param next_param(std::string_view& query) {
+    auto amp = query.find('&');
+    std::string_view param = query.substr(0, amp);
+    query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
+    auto eq = param.find('=');
+    if (eq == std::string_view::npos) return {param, std::nullopt};
+    return {param.substr(0, eq), param.substr(eq + 1)};
+}
+
 }  // namespace
 
 std::expected<std::string, std::string> percent_decode(std::string_view in, bool plus_is_space) {
@@ -59,18 +75,13 @@ std::string_view describe(channel_error e) {
 std::expected<std::vector<std::string>, channel_error> parse_channels(std::string_view query) {
     std::vector<std::string> channels;
     while (!query.empty()) {
-        auto amp = query.find('&');
-        std::string_view param = query.substr(0, amp);
-        query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-
-        auto eq = param.find('=');
-        auto raw_key = param.substr(0, eq);
-        auto key = percent_decode(raw_key, true);
+        raw_param param = next_param(query);
+        auto key = percent_decode(param.key, true);
         if (!key) return std::unexpected(channel_error::bad_escape);
         if (key->starts_with("channel[")) return std::unexpected(channel_error::array_syntax);
-        if (*key != "channel" || eq == std::string_view::npos) continue;
+        if (*key != "channel" || !param.value) continue;
 
-        auto value = percent_decode(param.substr(eq + 1), true);
+        auto value = percent_decode(*param.value, true);
         if (!value) return std::unexpected(channel_error::bad_escape);
         std::string_view rest = *value;
         while (true) {
@@ -96,14 +107,11 @@ std::expected<std::vector<std::string>, channel_error> parse_channels(std::strin
 
 std::optional<std::string> query_param(std::string_view query, std::string_view name) {
     while (!query.empty()) {
-        auto amp = query.find('&');
-        std::string_view param = query.substr(0, amp);
-        query.remove_prefix(amp == std::string_view::npos ? query.size() : amp + 1);
-        auto eq = param.find('=');
-        auto key = percent_decode(param.substr(0, eq), true);
+        raw_param param = next_param(query);
+        auto key = percent_decode(param.key, true);
         if (!key || *key != name) continue;
-        if (eq == std::string_view::npos) return std::string();
-        auto value = percent_decode(param.substr(eq + 1), true);
+        if (!param.value) return std::string();
+        auto value = percent_decode(*param.value, true);
         if (!value) return std::nullopt;
         return std::move(*value);
     }
