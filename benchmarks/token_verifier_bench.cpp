@@ -4,31 +4,25 @@
 // the shard's cache of verified tokens.
 #include <benchmark/benchmark.h>
 
-#include <fstream>
-#include <map>
-#include <sstream>
 #include <stdexcept>
 
 #include "core/limits.h"
 #include "core/token_cache.h"
 #include "core/token_verifier.h"
+#include "support/jwt_fixtures.h"
 
 namespace {
 
 std::string fixture(const std::string& name) {
-    std::ifstream in(std::string(JUGGLITE_FIXTURES) + "/jwt/" + name);
-    if (!in) throw std::runtime_error("missing fixture " + name);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    auto text = test::read_jwt_fixture(name);
+    if (!text) throw std::runtime_error("missing fixture " + name);
+    return *text;
 }
 
 std::string token(const std::string& name) {
-    std::istringstream in(fixture("tokens.txt"));
-    std::string n, t;
-    while (in >> n >> t)
-        if (n == name) return t;
-    throw std::runtime_error("missing token " + name);
+    auto all = test::jwt_fixture_tokens();
+    if (!all.count(name)) throw std::runtime_error("missing token " + name);
+    return all.at(name);
 }
 
 jugglite::token_verifier verifier(jugglite::jwt_key_source key) {

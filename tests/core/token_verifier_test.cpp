@@ -4,34 +4,25 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <fstream>
 #include <jwt/jwt.hpp>
 #include <map>
-#include <sstream>
 
 #include "core/limits.h"
 #include "core/token_verifier.h"
+#include "support/jwt_fixtures.h"
 
 using namespace jugglite;
 
 namespace {
 
 std::string fixture(const std::string& name) {
-    std::ifstream in(std::string(JUGGLITE_FIXTURES) + "/jwt/" + name);
-    REQUIRE(in.good());
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    auto text = test::read_jwt_fixture(name);
+    REQUIRE(text.has_value());
+    return *text;
 }
 
 const std::map<std::string, std::string>& tokens() {
-    static const std::map<std::string, std::string> all = [] {
-        std::map<std::string, std::string> m;
-        std::istringstream in(fixture("tokens.txt"));
-        std::string name, tok;
-        while (in >> name >> tok) m[name] = tok;
-        return m;
-    }();
+    static const std::map<std::string, std::string> all = test::jwt_fixture_tokens();
     return all;
 }
 

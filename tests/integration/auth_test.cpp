@@ -3,8 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
-#include <map>
 
+#include "support/jwt_fixtures.h"
 #include "support/sse.h"
 #include "support/tokens.h"
 
@@ -26,6 +26,14 @@ std::string get_with(int port, const std::string& target, const std::string& hea
     c.send("GET " + target + " HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n");
     c.read_until_closed(5s);
     return c.received();
+}
+
+// An XHR long-poll on `channel`, once its registration comment has arrived.
+raw_client open_longpoll(int port, const std::string& channel) {
+    auto c = raw_client::tcp(port);
+    c.send("GET /s?channel=" + channel + " HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
+    REQUIRE(c.read_until(": registered to channels: "));
+    return c;
 }
 
 std::string status_line(const std::string& response) {
@@ -175,9 +183,7 @@ TEST_CASE("an XHR long-poll ends after a message, and after --longpoll-max witho
     jugglite_server server({"--longpoll-max", "1"});
     redis_client redis(shared_redis().port());
     auto ch = unique_channel();
-    auto poll = raw_client::tcp(server.port());
-    poll.send("GET /s?channel=" + ch + " HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
-    REQUIRE(poll.read_until(": registered to channels: "));
+    auto poll = open_longpoll(server.port(), ch);
     REQUIRE(wait_numsub(redis, ch));
     auto plain = open_stream(server.port(), "/s?channel=" + ch);
     redis.publish(ch, "one");
@@ -189,9 +195,7 @@ TEST_CASE("an XHR long-poll ends after a message, and after --longpoll-max witho
     CHECK(plain.read_until("data: three\n\n"));
     CHECK_FALSE(plain.closed());
 
-    auto idle = raw_client::tcp(server.port());
-    idle.send("GET /s?channel=" + ch + " HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
-    REQUIRE(idle.read_until(": registered to channels: "));
+    auto idle = open_longpoll(server.port(), ch);
     CHECK(idle.read_until_closed(4s));
     CHECK(metric(server.port(), "longpolls_ended") == 2);
 }
@@ -201,9 +205,9 @@ TEST_CASE("keys come from the environment, secret files with a kid, and PEM file
     {
         std::ofstream(dir + "/a.secret") << "secret-a-0123456789\n";  // the newline is dropped
     }
-    const std::string fixtures = JUGGLITE_FIXTURES;
     jugglite_server server({"--jwt-secret-file", "a=" + dir + "/a.secret", "--jwt-public-key",
-                            fixtures + "/jwt/rsa_public.pem,other=" + fixtures + "/jwt/ec_public.pem"},
+                            jwt_fixture_path("rsa_public.pem") + ",other=" +
+                                jwt_fixture_path("ec_public.pem")},
                            shared_redis().url(), {"JUGGLITE_JWT_SECRET=" + secret});
     auto ch = unique_channel();
     auto opens = [&](const std::string& token) {
@@ -211,9 +215,7 @@ TEST_CASE("keys come from the environment, secret files with a kid, and PEM file
         c.send("GET /s?channel=" + ch + "&token=" + token + " HTTP/1.1\r\n\r\n");
         return c.read_until(": registered to channels: ", 5s);
     };
-    std::map<std::string, std::string> node_tokens;  // made by Node's crypto
-    std::ifstream in(fixtures + "/jwt/tokens.txt");
-    for (std::string name, tok; in >> name >> tok;) node_tokens[name] = tok;
+    const auto node_tokens = jwt_fixture_tokens();  // made by Node's crypto
     CHECK(opens(token_for(R"(["*"])", unix_now() + 60)));  // $JUGGLITE_JWT_SECRET
     CHECK(opens(node_tokens.at("hs256_kid_a")));           // the file named a
     CHECK(opens(node_tokens.at("rs256")));
@@ -225,7 +227,7 @@ TEST_CASE("keys come from the environment, secret files with a kid, and PEM file
 }
 
 TEST_CASE("a key that can't work stops the server at start with one clear line") {
-    auto r = run_jugglite({"--jwt-public-key", std::string(JUGGLITE_FIXTURES) + "/jwt/rsa_private.pem"});
+    auto r = run_jugglite({"--jwt-public-key", jwt_fixture_path("rsa_private.pem")});
     CHECK(r.status == 2);
     CHECK(r.output.find("not a PEM public key") != std::string::npos);
     r = run_jugglite({"--jwt-audience", "x"});
@@ -237,9 +239,7 @@ TEST_CASE("a long-poll on a channel busier than 250 ms ends at --longpoll-max") 
     jugglite_server server({"--longpoll-max", "1"});
     redis_client redis(shared_redis().port());
     auto ch = unique_channel();
-    auto poll = raw_client::tcp(server.port());
-    poll.send("GET /s?channel=" + ch + " HTTP/1.1\r\nX-Requested-With: XMLHttpRequest\r\n\r\n");
-    REQUIRE(poll.read_until(": registered to channels: "));
+    auto poll = open_longpoll(server.port(), ch);
     REQUIRE(wait_numsub(redis, ch));
     auto until = std::chrono::steady_clock::now() + 4s;
     while (!poll.closed() && std::chrono::steady_clock::now() < until) {
