@@ -4,18 +4,16 @@
 
 namespace jugglite {
 
-std::string token_cache::digest(std::string_view token) {
+std::string token_cache::key_of(std::string_view token) {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_Digest(token.data(), token.size(), md, &len, EVP_sha256(), nullptr) != 1) return {};
     return std::string(reinterpret_cast<const char*>(md), len);
 }
 
-std::optional<grant> token_cache::find(std::string_view token, std::int64_t now_s,
+std::optional<grant> token_cache::find(const std::string& key, std::int64_t now_s,
                                        std::int64_t leeway_s) {
-    if (_max == 0) return std::nullopt;
-    std::string key = digest(token);
-    if (key.empty()) return std::nullopt;
+    if (_max == 0 || key.empty()) return std::nullopt;
     auto it = _entries.find(key);
     if (it == _entries.end()) return std::nullopt;
     if (it->second.expires_at != 0 && now_s > it->second.expires_at + leeway_s) {
@@ -25,9 +23,8 @@ std::optional<grant> token_cache::find(std::string_view token, std::int64_t now_
     return it->second;
 }
 
-void token_cache::store(std::string_view token, const grant& g) {
+void token_cache::store(std::string key, const grant& g) {
     if (_max == 0) return;
-    std::string key = digest(token);
     if (key.empty() || _entries.count(key)) return;
     while (_order.size() >= _max) {
         _entries.erase(_order.front());

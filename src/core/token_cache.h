@@ -20,16 +20,18 @@ class token_cache {
 public:
     explicit token_cache(std::size_t max_entries) : _max(max_entries) {}
 
-    // The grant cached for `token`, if any and not past its `exp` (plus `leeway_s`) at `now_s`.
-    [[nodiscard]] std::optional<grant> find(std::string_view token, std::int64_t now_s,
+    // The key of `token`: its SHA-256, computed once per request for find and store (empty
+    // if it can't be computed: nothing is then found or kept).
+    [[nodiscard]] static std::string key_of(std::string_view token);
+    // The grant cached under `key`, if any and not past its `exp` (plus `leeway_s`) at `now_s`.
+    [[nodiscard]] std::optional<grant> find(const std::string& key, std::int64_t now_s,
                                             std::int64_t leeway_s);
-    // Keeps `g`, the verified grant of `token`; the oldest entry goes when full.
-    void store(std::string_view token, const grant& g);
+    // Keeps `g`, the verified grant of the token whose key is `key`; the oldest entry goes
+    // when full.
+    void store(std::string key, const grant& g);
     [[nodiscard]] std::size_t size() const noexcept { return _entries.size(); }
 
 private:
-    static std::string digest(std::string_view token);
-
     std::size_t _max;
     std::unordered_map<std::string, grant> _entries;
     std::deque<std::string> _order;  // insertion order, for eviction

@@ -96,7 +96,8 @@ shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_re
         return auth_step::answered;
     }
     std::expected<grant, token_error> g;
-    if (auto hit = _tokens.find(token, _now_s, limits::token_leeway_seconds)) {
+    std::string key = token_cache::key_of(token);
+    if (auto hit = _tokens.find(key, _now_s, limits::token_leeway_seconds)) {
         g = std::move(*hit);
     } else {
         g = cfg.tokens->verify(token);
@@ -105,7 +106,7 @@ shard::auth_step shard::authorize(connection& c, std::uint32_t id, const http_re
             answer_and_close(c, id, g.error().status, g.error().reason);
             return auth_step::answered;
         }
-        _tokens.store(token, *g);
+        _tokens.store(std::move(key), *g);
     }
     g->filter(s.channels);
     sub = std::move(g->sub);
