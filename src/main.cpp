@@ -22,6 +22,7 @@
 #include "net/auth_client.h"
 #include "net/listener.h"
 #include "redis/event_publisher.h"
+#include "redis/history_reader.h"
 #include "redis/redis_subscriber.h"
 #include "shard/shard_set.h"
 
@@ -113,6 +114,19 @@ cxxopts::Options make_options(unsigned cpus) {
         ("longpoll-max", "seconds an XHR long-poll (X-Requested-With: XMLHttpRequest) stays "
                          "open at the latest",
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_longpoll_max.count())))
+        ("history", "resume streams from Last-Event-ID: messages published with "
+                    "FCALL jugglite_publish carry their history id (see README)")
+        ("history-prefix", "prefix of the history keys in Redis (streams and clock)",
+         cxxopts::value<std::string>()->default_value("jugglite:"))
+        ("history-length", "entries kept per channel's history",
+         cxxopts::value<long long>()->default_value("1000"))
+        ("history-ttl", "seconds a message stays in history (and a silent channel's history "
+                        "lives)", cxxopts::value<long long>()->default_value("3600"))
+        ("history-memory", "bytes of recent history kept in memory to answer resumes without "
+                           "asking Redis",
+         cxxopts::value<long long>()->default_value(std::to_string(limits::default_history_memory)))
+        ("print-history-library", "print the Redis Function library that --history loads "
+                                  "(for FUNCTION LOAD by hand), with these history flags, and exit")
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");
     return o;
@@ -278,6 +292,12 @@ config parse_config(const cxxopts::ParseResult& r) {
                                                 : fmt::format("{}:{}", host, cfg.socket_path);
     }
     if (r.count("trusted-proxies")) cfg.trusted_proxies = split_list(r["trusted-proxies"].as<std::string>());
+    cfg.history_enabled = r.count("history") > 0;
+    cfg.history.prefix = r["history-prefix"].as<std::string>();
+    if (cfg.history.prefix.empty()) throw usage_error("--history-prefix must not be empty");
+    cfg.history.length = in_range<std::uint32_t>(r, "history-length", 1, 1'000'000);
+    cfg.history.ttl = std::chrono::seconds(in_range<long long>(r, "history-ttl", 1, 30LL * 86400));
+    cfg.history_memory = in_range<std::size_t>(r, "history-memory", 0, 1LL << 40);
     return cfg;
 }
 
@@ -297,7 +317,7 @@ std::string describe(const config& cfg) {
     return fmt::format(
         "jugglite {} listen={} shards={} max_conns={} redis={} namespace='{}' path={} "
         "allowed_channels={} keepalive={}s max_pending={} max_message_bytes={} max_channels={} unsubscribe_grace={}ms "
-        "tokens={} auth_url={} cors_origins={}",
+        "tokens={} auth_url={} cors_origins={} history={}",
         JUGGLITE_VERSION, listen, cfg.shards, cfg.max_conns, cfg.redis.display(),
         cfg.namespace_prefix, cfg.path.value_or("(any)"), allowed.empty() ? "(all)" : allowed,
         cfg.keepalive.count(), cfg.max_pending_bytes, cfg.max_message_bytes, cfg.max_channels,
@@ -305,7 +325,11 @@ std::string describe(const config& cfg) {
         cfg.auth_url ? (cfg.auth_url->unix_socket.empty() ? cfg.auth_url->url
                                                           : "unix:" + cfg.auth_url->unix_socket)
                      : "(off)",
-        cfg.cors.enabled() ? fmt::format("{}", fmt::join(cfg.cors.origins(), ",")) : "(off)");
+        cfg.cors.enabled() ? fmt::format("{}", fmt::join(cfg.cors.origins(), ",")) : "(off)",
+        cfg.history_enabled ? fmt::format("on(prefix='{}' length={} ttl={}s memory={})", cfg.history.prefix,
+                                          cfg.history.length, cfg.history.ttl.count() / 1000,
+                                          cfg.history_memory)
+                            : "off");
 }
 
 int serve(const config& cfg) {
@@ -346,7 +370,22 @@ int serve(const config& cfg) {
         *efd = std::move(*e);
         wake->eventfd = (*efd)->get();
     }
+    // --history: the history thread, with its own command connection.
+    history_metrics history_counters;
+    history_link history;
+    std::optional<unique_fd> history_efd;
+    if (cfg.history_enabled) {
+        auto e = make_eventfd(true);
+        if (!e) {
+            log::error("{}", e.error());
+            return 1;
+        }
+        history_efd = std::move(*e);
+        history.reader_wake.eventfd = history_efd->get();
+        history.subscriber_wake = &wake;
+    }
     side_threads side;
+    if (cfg.history_enabled) side.history_counters = &history_counters;
     if (cfg.auth_url) side.auth = &auth_wake, side.auth_counters = &auth_counters;
     if (events_efd) side.events = &events_wake, side.event_counters = &event_counters;
     auto shards = shard_set::start(cfg, stop, wake, redis_state, redis_counters, side);
@@ -360,8 +399,16 @@ int serve(const config& cfg) {
               cfg.shards, (*shards)->rings_per_shard(), (*shards)->slots_per_ring(),
               (*shards)->capacity());
 
-    redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters);
+    redis_subscriber sub(cfg, (*shards)->links(), wake, stop, redis_state, redis_counters,
+                         cfg.history_enabled ? &history : nullptr,
+                         cfg.history_enabled ? &history_counters : nullptr);
     std::thread redis_thread([&sub] { sub.run(); });
+    std::optional<history_reader> reader;
+    std::thread history_thread;
+    if (cfg.history_enabled) {
+        reader.emplace(cfg, history, stop, history_counters);
+        history_thread = std::thread([&reader] { reader->run(); });
+    }
     // The events thread outlives the shards: it publishes their shutdown unregisters.
     std::atomic<bool> events_stop{false};
     std::optional<event_publisher> events;
@@ -386,6 +433,10 @@ int serve(const config& cfg) {
     [[maybe_unused]] auto n = ::write(wake.eventfd, &one, sizeof one);
     (*shards)->join();
     redis_thread.join();
+    if (history_thread.joinable()) {
+        [[maybe_unused]] auto w = ::write(history.reader_wake.eventfd, &one, sizeof one);
+        history_thread.join();
+    }
     if (auth_thread.joinable()) auth_thread.join();
     if (events_thread.joinable()) {
         events_stop.store(true, std::memory_order_release);
@@ -426,6 +477,10 @@ int main(int argc, char** argv) {
         if (!r.unmatched().empty())
             throw usage_error(fmt::format("unexpected argument '{}'", r.unmatched().front()));
         cfg = parse_config(r);
+        if (r.count("print-history-library")) {
+            std::cout << history_library(cfg.history);
+            return 0;
+        }
     } catch (const std::exception& e) {
         std::cerr << "jugglite: " << e.what() << " (see --help)" << std::endl;
         return 2;

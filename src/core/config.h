@@ -11,6 +11,7 @@
 
 #include "core/auth_call.h"
 #include "core/cors.h"
+#include "core/history.h"
 #include "core/limits.h"
 #include "core/token_verifier.h"
 
@@ -64,6 +65,12 @@ struct config {
     std::chrono::seconds events_heartbeat{10};
     std::string node_name;                      // names this process in events
     std::string instance;                       // this process' start (unix ms, hex), in event ids
+
+    // History and resume (--history): FCALL jugglite_publish messages carry their entry id,
+    // and streams resume from Last-Event-ID.
+    bool history_enabled = false;
+    history_settings history;                   // --history-prefix/-length/-ttl
+    std::size_t history_memory = limits::default_history_memory;  // --history-memory
 
     // A connection keeps stream_extras (its peer's address, its event record, what its
     // revalidation asks) only when something reads them.

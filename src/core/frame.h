@@ -10,6 +10,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/stream_id.h"
+
 namespace jugglite {
 
 // Header and bytes live in one allocation. The count is atomic because the redis thread
@@ -21,14 +23,19 @@ public:
     }
     [[nodiscard]] std::uint32_t size() const noexcept { return _size; }
     [[nodiscard]] std::uint64_t seq() const noexcept { return _seq; }
+    // The history entry this frame delivers (its `id:`), or empty for a message published
+    // without history and for the server's own frames.
+    [[nodiscard]] const stream_id& id() const noexcept { return _id; }
 
 private:
     friend class frame_ref;
-    frame(std::uint32_t size, std::uint64_t seq) noexcept : _size(size), _seq(seq) {}
+    frame(std::uint32_t size, std::uint64_t seq, stream_id id) noexcept
+        : _size(size), _seq(seq), _id(id) {}
 
     std::atomic<std::uint32_t> _refs{1};
     std::uint32_t _size;
     std::uint64_t _seq;
+    stream_id _id;
 };
 
 // Owning handle to a frame. Copy adds a reference, destruction drops one.
@@ -45,26 +52,28 @@ public:
     }
     ~frame_ref() { reset(); }
 
-    // Allocates a frame of exactly `size` bytes carrying `seq`, and has `write(std::span<char>)`
+    // Allocates a frame of exactly `size` bytes carrying `seq` (and history entry `id`), and has `write(std::span<char>)`
     // fill every one of them before the frame is returned. That span is the only writable
     // view and must not be kept: once the frame can be shared its bytes never change.
     // Throws std::bad_alloc (std::bad_array_new_length past 4 GiB, before allocating) or
     // whatever `write` throws; nothing is leaked then.
     template <class Writer>
-    [[nodiscard]] static frame_ref build(std::size_t size, std::uint64_t seq, Writer&& write) {
+    [[nodiscard]] static frame_ref build(std::size_t size, std::uint64_t seq, Writer&& write,
+                                         stream_id id = {}) {
         if (size > UINT32_MAX) throw std::bad_array_new_length();
         void* mem = ::operator new(sizeof(frame) + size);
         frame_ref r;
-        r._f = new (mem) frame(static_cast<std::uint32_t>(size), seq);
+        r._f = new (mem) frame(static_cast<std::uint32_t>(size), seq, id);
         std::forward<Writer>(write)(std::span<char>(static_cast<char*>(mem) + sizeof(frame), size));
         return r;
     }
 
-    // Copies `bytes` into a new frame carrying sequence number `seq`.
-    [[nodiscard]] static frame_ref make(std::string_view bytes, std::uint64_t seq = 0) {
+    // Copies `bytes` into a new frame carrying sequence number `seq` and entry `id`.
+    [[nodiscard]] static frame_ref make(std::string_view bytes, std::uint64_t seq = 0,
+                                        stream_id id = {}) {
         return build(bytes.size(), seq, [bytes](std::span<char> out) {
             if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());
-        });
+        }, id);
     }
 
     void reset() noexcept {

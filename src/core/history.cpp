@@ -39,17 +39,6 @@ std::string lua_quote(std::string_view s) {
 
 }  // namespace
 
-std::optional<stream_id> stream_id::parse(std::string_view text) noexcept {
-    auto dash = text.find('-');
-    stream_id id;
-    if (dash == std::string_view::npos || !parse_u64(text.substr(0, dash), id.ms) ||
-        !parse_u64(text.substr(dash + 1), id.seq))
-        return std::nullopt;
-    return id;
-}
-
-std::string stream_id::text() const { return fmt::format("{}-{}", ms, seq); }
-
 std::optional<history_envelope> parse_envelope(std::string_view message) noexcept {
     if (!message.starts_with(envelope_mark)) return std::nullopt;
     auto nl = message.find('\n');
@@ -149,7 +138,7 @@ local function publish(keys, args)
   end
   local id = format_id(ms, seq)
   redis.call("SET", CLOCK, id)
-  redis.call("XADD", key, "MAXLEN", "~", MAXLEN, id, "d", payload)
+  redis.call("XADD", key, "MAXLEN", "~", MAXLEN, id, "d", payload, "p", prev)
   redis.call("XTRIM", key, "MINID", "~", format_id(math.max(now - TTL_MS, 0), 0))
   redis.call("PEXPIRE", key, TTL_MS)
   redis.call("PUBLISH", channel, "\031jugglite " .. VERSION .. " " .. id .. " " .. prev .. "\n" .. payload)

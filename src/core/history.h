@@ -16,6 +16,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/stream_id.h"
+
 namespace jugglite {
 
 // The library's version, returned by FCALL jugglite_version; also the envelope's.
@@ -35,15 +37,6 @@ struct history_settings {
 // The Lua source of the library, for FUNCTION LOAD REPLACE (also printed for operators who
 // load it themselves).
 [[nodiscard]] std::string history_library(const history_settings& s);
-
-// A stream entry id, "<ms>-<seq>", ordered as Redis orders them.
-struct stream_id {
-    std::uint64_t ms = 0;
-    std::uint64_t seq = 0;
-    [[nodiscard]] static std::optional<stream_id> parse(std::string_view text) noexcept;
-    [[nodiscard]] std::string text() const;
-    friend auto operator<=>(const stream_id&, const stream_id&) = default;
-};
 
 // What an enveloped message carries.
 struct history_envelope {

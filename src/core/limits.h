@@ -200,4 +200,35 @@ inline constexpr std::chrono::milliseconds default_auth_timeout{2'000};
 // Entries of the decision cache at most (--auth-cache-seconds).
 inline constexpr std::size_t auth_cache_entries = 100'000;
 
+// Default --history-memory: the in-memory windows of history channels, over all channels.
+// A blip's worth of messages for thousands of channels; a restart starts them empty.
+inline constexpr std::size_t default_history_memory = 64 * 1024 * 1024;
+
+// A resume that would replay more than this is answered with jugglite-reset instead: the
+// client refetches its state rather than take a backlog it could not have kept up with.
+// Entries are also what one read of a stream asks for (COUNT), per channel.
+inline constexpr std::size_t replay_max_entries = 10'000;
+inline constexpr std::size_t replay_max_bytes = 16 * 1024 * 1024;
+
+// A replay is fed to the connection's queue as sends complete, this much at a time, so it
+// never meets --max-pending (which would drop the client, who would come back with the
+// same id and loop).
+inline constexpr std::size_t replay_feed_bytes = 64 * 1024;
+
+// Reads of history in one MULTI, and how long a resuming stream waits for Redis to answer
+// before it ends with a retry (it comes back with the same Last-Event-ID).
+inline constexpr std::size_t history_reads_per_batch = 512;
+inline constexpr std::chrono::milliseconds resume_timeout{10'000};
+
+// Messages a channel holds back while it catches up after a gap or a reconnect. Past it,
+// the catch-up is abandoned (counted) and the held messages go out.
+inline constexpr std::size_t catch_up_hold_max = 100'000;
+
+// How often the history thread checks that the Redis Function library is still loaded (a
+// Redis restarted without persistence has lost it).
+inline constexpr std::chrono::milliseconds history_library_check{2'000};
+
+// Entries in each shard's queue of resume requests to the redis thread (power of two).
+inline constexpr std::size_t resume_queue_capacity = 4096;
+
 }  // namespace jugglite::limits

@@ -44,6 +44,8 @@ struct shard_metrics {
     counter streams_expired;     // streams ended (with `retry:`) when their token expired
     counter streams_revoked;     // streams ended (with `retry:`): the auth callback withdrew them
     counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max
+    counter streams_resumed;     // streams given their replay (or a jugglite-reset)
+    counter resumes_failed;      // streams ended (with `retry:`): history could not be read
     counter events_dropped_queue_full;  // events the events thread's queue had no room for
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE
     counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
@@ -61,6 +63,30 @@ struct redis_metrics {
     counter channels_refused;      // SUBSCRIBEs Redis refused (ACL), per channel
     counter channels_over_capacity;  // new channels refused at --max-channels
     counter subscribed_channels;   // gauge
+};
+
+// History and resume (--history). Written by the redis thread, except the fields marked
+// as the history thread's; each field has one writer.
+struct history_metrics {
+    counter resumes;             // resume requests from streams
+    counter from_memory;         // answered from the in-memory windows
+    counter from_redis;          // answered with reads of the streams in Redis
+    counter replayed;            // frames sent in answers
+    counter resets_trimmed;      // jugglite-reset: history no longer reaches the id
+    counter resets_unknown;      // jugglite-reset: the id is newer than any in Redis
+    counter resets_malformed;    // jugglite-reset: not an id
+    counter resets_too_long;     // jugglite-reset: more than a replay may hold
+    counter unavailable;         // no answer within limits::resume_timeout
+    counter gaps;                // live messages whose previous id was missed
+    counter catch_ups;           // channels caught up from Redis (after a gap or a reconnect)
+    counter caught_up;           // messages delivered by catching up
+    counter catch_ups_abandoned; // catch-ups given up (too many held messages)
+    counter window_bytes;        // gauge: bytes in the in-memory windows
+    counter window_evicted;      // entries evicted from them (memory or length bound)
+    counter batches;             // history thread: MULTI batches run
+    counter reads;               // history thread: XRANGEs run
+    counter read_errors;         // history thread: batches that failed
+    counter library_loads;       // history thread: FUNCTION LOADs of the library
 };
 
 // Written by the auth thread (--auth-url).

@@ -45,7 +45,12 @@ route route_request(const http_request& req, const config& cfg) {
     auto channels = parse_channels(req.query);
     if (!channels) return http_error{400, describe(channels.error())};
     std::erase_if(*channels, [&](const std::string& c) { return !cfg.channel_allowed(c); });
-    return stream_route{std::move(*channels), head};
+    stream_route s{std::move(*channels), head, std::nullopt};
+    if (cfg.history_enabled) {
+        if (!req.last_event_id.empty()) s.resume_from = std::string(req.last_event_id);
+        else if (auto p = query_param(req.query, "lastEventId"); p && !p->empty()) s.resume_from = std::move(p);
+    }
+    return s;
 }
 
 constexpr std::string_view stream_head =

@@ -17,6 +17,9 @@ namespace jugglite {
 struct stream_route {
     std::vector<std::string> channels;  // decoded, de-duplicated, filtered by --allowed-channels
     bool head_only;                     // HEAD: send the headers, then close
+    // With --history: the id to resume after, from the Last-Event-ID header or else the
+    // lastEventId query parameter (for clients that can't set headers), as sent.
+    std::optional<std::string> resume_from;
 };
 // /readyz (and its alias /healthz): can this node deliver? /livez: are its loops turning?
 struct health_route {

@@ -7,20 +7,51 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "core/auth_call.h"
 #include "core/frame.h"
 #include "core/limits.h"
 #include "core/metrics.h"
 #include "core/spsc_queue.h"
+#include "core/stream_id.h"
 
 namespace jugglite {
 
-// redis -> shard: deliver `frame` to every local subscriber of `channel` (without namespace).
+// shard -> redis (--history): a stream asked to resume after `from` (Last-Event-ID). Sent
+// once its channels are subscribed; from then on the stream holds the live frames that
+// reach it until the answer.
+struct resume_request {
+    std::uint32_t conn;
+    std::uint32_t gen;
+    std::optional<stream_id> from;      // nullopt: the client's id was malformed
+    std::vector<std::string> channels;  // without namespace
+};
+
+// redis -> shard: the answer to a resume_request, in the same queue as live messages so
+// that its place among them is exact: every entry of the stream's channels up to
+// `through` is in `frames` (those after `from`) or was delivered before; every live frame
+// after it follows.
+struct replay {
+    std::uint32_t conn;
+    std::uint32_t gen;
+    enum outcome_t : std::uint8_t {
+        entries,      // `frames` are the history after `from`, in id order (maybe none)
+        reset,        // `frames` is one jugglite-reset frame
+        unavailable,  // Redis could not be read in time: the stream ends with a retry
+    } outcome;
+    std::vector<frame_ref> frames;
+    stream_id through;
+};
+
+// redis -> shard: deliver `frame` to every local subscriber of `channel` (without
+// namespace); or, when `answer` is set, the answer to one stream's resume_request.
 struct shard_message {
     frame_ref frame;
     std::string channel;
+    std::unique_ptr<replay> answer;
 };
 
 // redis -> shard: what became of a channel the shard asked for. Never dropped: the redis
@@ -57,6 +88,8 @@ struct shard_link {
     std::unique_ptr<spsc_queue<auth_answer>> auth_answers;
     // With --events-channel: records (JSON) for the events thread, which the shard wakes.
     std::unique_ptr<spsc_queue<std::string>> events;
+    // With --history: resume requests for the redis thread (woken like from_shard).
+    std::unique_ptr<spsc_queue<resume_request>> resumes;
 };
 
 // Wakes a thread the shards hand work to (the redis, auth and events threads); shared by
@@ -81,6 +114,7 @@ struct side_threads {
     const auth_metrics* auth_counters = nullptr;
     thread_wakeup* events = nullptr;
     const event_metrics* event_counters = nullptr;
+    const history_metrics* history_counters = nullptr;  // --history
 };
 
 // What the redis thread publishes about itself; written by it alone, read by the shards.

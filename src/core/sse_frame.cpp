@@ -203,18 +203,38 @@ void write_frame(std::span<char> out, const sse_fields& fields, std::string_view
     assert(p == out.data() + out.size());
 }
 
-}  // namespace
-
-frame_ref make_sse_frame(std::string_view payload, std::uint64_t seq) {
-    // The JSON buffers are released before the frame is allocated, so a large message's
-    // peak holds one of them, not both.
-    const sse_fields fields = json_fields(payload);
-    return frame_ref::build(frame_size(fields, payload), seq,
-                            [&](std::span<char> out) { write_frame(out, fields, payload); });
+// The fields of `payload`'s frame: JSON's event (and id, when `ids` takes it), or the
+// entry id.
+sse_fields fields_for(std::string_view payload, const sse_id_source& ids) {
+    sse_fields fields = json_fields(payload);
+    if (!ids.entry.empty()) fields.id = ids.entry.text();
+    else if (!ids.json_id) fields.id.reset();
+    return fields;
 }
 
-std::string build_sse_frame(std::string_view payload) {
-    const sse_fields fields = json_fields(payload);
+}  // namespace
+
+frame_ref make_sse_frame(std::string_view payload, std::uint64_t seq, const sse_id_source& ids) {
+    // The JSON buffers are released before the frame is allocated, so a large message's
+    // peak holds one of them, not both.
+    const sse_fields fields = fields_for(payload, ids);
+    return frame_ref::build(
+        frame_size(fields, payload), seq,
+        [&](std::span<char> out) { write_frame(out, fields, payload); }, ids.entry);
+}
+
+frame_ref make_reset_frame(stream_id head, std::string_view reason, std::optional<stream_id> asked) {
+    // The client's header is echoed only as a well-formed id: nothing else of it reaches JSON.
+    std::string data = asked ? fmt::format(R"({{"reason":"{}","last_event_id":"{}"}})", reason, asked->text())
+                             : fmt::format(R"({{"reason":"{}","last_event_id":null}})", reason);
+    std::string text = head.empty() ? fmt::format("event: jugglite-reset\ndata: {}\n\n", data)
+                                    : fmt::format("event: jugglite-reset\nid: {}\ndata: {}\n\n",
+                                                  head.text(), data);
+    return frame_ref::make(text, 0, head);
+}
+
+std::string build_sse_frame(std::string_view payload, const sse_id_source& ids) {
+    const sse_fields fields = fields_for(payload, ids);
     const std::size_t size = frame_size(fields, payload);
     std::string out;
     // GCC 12's libstdc++ may hand the callback more than `size` (the grown capacity), so the

@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "core/channel_registry.h"
 #include "core/frame.h"
 #include "core/limits.h"
+#include "core/stream_id.h"
 
 namespace jugglite {
 
@@ -52,6 +55,17 @@ enum deferred_op : std::uint8_t {
     defer_close = 16,
 };
 
+// A stream resuming from Last-Event-ID (--history), from its request until its replay is
+// all queued. Meanwhile live frames that reach it are held, to go after the replay.
+struct resume_state {
+    std::optional<stream_id> from;  // nullopt: the client's id was malformed
+    bool asked = false;             // the request went to the redis thread
+    bool answered = false;          // the answer came: replay and held frames are fed
+    std::deque<frame_ref> replay;   // answer frames not yet queued
+    std::deque<frame_ref> held;     // live frames behind the replay, in arrival order
+    std::size_t held_bytes = 0;
+};
+
 // What a stream keeps only when connection events (--events-channel) or trusted proxies
 // need it; null otherwise, so that a plain stream pays one pointer.
 struct stream_extras {
@@ -61,6 +75,8 @@ struct stream_extras {
     std::uint64_t seq = 0;       // this shard's number for the stream, part of its event id
     // --auth-revalidate: the call that admitted the stream, asked again every interval.
     std::unique_ptr<auth_call> recheck;
+    // --history: while the stream resumes.
+    std::unique_ptr<resume_state> resume;
 };
 
 class connection {

@@ -14,6 +14,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/history.h"
 #include "core/sse_frame.h"
 
 namespace jugglite {
@@ -46,7 +47,8 @@ void redis_subscriber::context_deleter::operator()(redisContext* c) const noexce
 
 redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shards,
                                    thread_wakeup& wake, std::atomic<bool>& stop,
-                                   redis_status& status, redis_metrics& metrics)
+                                   redis_status& status, redis_metrics& metrics,
+                                   history_link* history, history_metrics* history_counters)
     : _cfg(cfg),
       _shards(shards),
       _wake(wake),
@@ -54,7 +56,15 @@ redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shar
       _status(status),
       _metrics(metrics),
       _table(cfg.unsubscribe_grace.count(), cfg.max_channels),
-      _notice_backlog(shards.size()) {}
+      _notice_backlog(shards.size()),
+      _history(history),
+      _hm(history_counters),
+      _answer_backlog(shards.size()) {
+    if (_history) {
+        _windows.emplace(cfg.history_memory, cfg.history.length);
+        _marker = marker_channel(cfg);
+    }
+}
 
 redis_subscriber::~redis_subscriber() = default;
 
@@ -66,12 +76,15 @@ void redis_subscriber::run() noexcept {
         flush_notices();
         drain_control(now);
         if (_link == link_state::live) {
-            send_batched(command::unsubscribe, _table.expire(now), now);
+            auto gone = _table.expire(now);
+            if (_history) history_unsubscribed(gone);
+            send_batched(command::unsubscribe, std::move(gone), now);
             if (now >= _next_ping_ms) {
                 send(command::ping, {}, now);
                 _next_ping_ms = now + limits::redis_ping_interval.count();
             }
         }
+        if (_history) history_turn(now);
         check_deadlines(now);
         if (_ctx && _link != link_state::connecting) flush_writes();
         _status.channels.store(static_cast<std::uint32_t>(_table.size()), std::memory_order_relaxed);
@@ -142,6 +155,8 @@ void redis_subscriber::go_live(std::int64_t now) noexcept {
     _ever_live = true;
     _failures = 0;
     set_state(redis_status::resubscribing);
+    // With history, the marker channel first: batches of reads wait for it.
+    if (_history) send(command::marker, {_marker}, now);
     send_batched(command::subscribe, std::move(channels), now);
     send(command::resync_ping, {}, now);
 }
@@ -161,6 +176,7 @@ void redis_subscriber::disconnect(std::string_view why) noexcept {
     _write_pending = false;
     _fifo.clear();
     _table.on_link_lost();
+    if (_history) history_link_lost();
     set_state(redis_status::disconnected);
     // A link that lived a while is retried at once. One that died young, or never got
     // going (a Redis that accepts and then drops us: maxclients, protected mode, a
@@ -207,7 +223,8 @@ void redis_subscriber::send(command::kind_t kind, std::vector<std::string> chann
     std::string_view verb;
     switch (kind) {
         case command::auth: verb = "AUTH"; break;
-        case command::subscribe: verb = "SUBSCRIBE"; break;
+        case command::subscribe:
+        case command::marker: verb = "SUBSCRIBE"; break;
         case command::unsubscribe: verb = "UNSUBSCRIBE"; break;
         case command::ping:
         case command::resync_ping: verb = "PING"; break;
@@ -285,6 +302,10 @@ void redis_subscriber::handle_reply(const redisReply& r, std::int64_t now) noexc
     if (r.type == REDIS_REPLY_ARRAY && r.elements == 3 && is_string(*r.element[0]) &&
         str(*r.element[0]) == "message" && r.element[1]->type == REDIS_REPLY_STRING &&
         r.element[2]->type == REDIS_REPLY_STRING) {
+        if (_history && str(*r.element[1]) == _marker) {
+            on_marker(str(*r.element[2]));
+            return;
+        }
         _metrics.messages_in.bump();
         route(str(*r.element[1]), str(*r.element[2]));
         return;
@@ -354,6 +375,15 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
             }
             return;
         }
+        case command::marker:
+            if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
+                str(*r.element[0]) != "subscribe") {
+                disconnect("unexpected reply to SUBSCRIBE");
+                return;
+            }
+            _fifo.pop_front();
+            _marker_ready = true;
+            return;
         case command::subscribe:
         case command::unsubscribe: {
             std::string_view kind = cmd.kind == command::subscribe ? "subscribe" : "unsubscribe";
@@ -365,9 +395,10 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
             if (r.element[2]->type == REDIS_REPLY_INTEGER)
                 _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
             const std::string& name = cmd.channels[cmd.answered];
-            if (cmd.kind == command::subscribe)
+            if (cmd.kind == command::subscribe) {
+                if (_history) history_subscribed(name);
                 notify(_table.on_subscribed(name), channel_notice::ready, name);
-            else
+            } else
                 _table.on_unsubscribed(name);
             if (++cmd.answered == cmd.channels.size()) _fifo.pop_front();
             return;
@@ -381,11 +412,13 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
         return;
     }
     channel.remove_prefix(_cfg.namespace_prefix.size());
-    shard_mask mask = _table.shards_for(channel);
-    if (mask == 0) {  // the last subscriber left while this message was on its way
+    if (_table.shards_for(channel) == 0) {  // the last subscriber left while this message was on its way
         _metrics.messages_unrouted.bump();
         return;
     }
+    // FCALL jugglite_publish wraps the payload in an envelope that carries its entry id.
+    auto envelope = parse_envelope(payload);
+    if (envelope) payload = envelope->payload;
     if (payload.size() > _cfg.max_message_bytes) {
         // Dropped here, once, rather than at every connection it would overflow.
         _metrics.messages_dropped_too_large.bump();
@@ -394,23 +427,39 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
         return;
     }
     try {
-        frame_ref f = make_sse_frame(payload, ++_seq);  // built in place, once for every shard
-        for (unsigned i = 0; i < _shards.size(); ++i) {
-            if (!(mask & (shard_mask{1} << i))) continue;
-            if (!_shards[i].to_shard.try_push(shard_message{f, std::string(channel)})) {
-                _metrics.messages_dropped_full.bump();
-                std::int64_t now = monotonic_ms();
-                if (now - _last_drop_log_ms > 1000) {
-                    _last_drop_log_ms = now;
-                    log::warn("redis: shard {} queue full, dropping messages (dropped so far: {})",
-                              i, _metrics.messages_dropped_full.get());
-                }
-                continue;
-            }
-            _shards_to_wake |= shard_mask{1} << i;
-        }
+        // Built in place, once for every shard. With --history only an entry id is an SSE id.
+        sse_id_source ids{envelope ? envelope->id : stream_id{}, !_cfg.history_enabled};
+        frame_ref f = make_sse_frame(payload, ++_seq, ids);
+        if (_history && !admit_live(channel, f, envelope ? envelope->previous : std::nullopt)) return;
+        fan_out(channel, f);
     } catch (const std::bad_alloc&) {
         _metrics.messages_dropped_no_memory.bump();
+    }
+}
+
+// Hands `f` to every shard that wants `channel`.
+void redis_subscriber::fan_out(std::string_view channel, const frame_ref& f) noexcept {
+    shard_mask mask = _table.shards_for(channel);
+    for (unsigned i = 0; i < _shards.size(); ++i) {
+        if (!(mask & (shard_mask{1} << i))) continue;
+        bool pushed = false;
+        try {
+            pushed = _shards[i].to_shard.try_push(shard_message{f, std::string(channel), nullptr});
+        } catch (const std::bad_alloc&) {
+            _metrics.messages_dropped_no_memory.bump();
+            continue;
+        }
+        if (!pushed) {
+            _metrics.messages_dropped_full.bump();
+            std::int64_t now = monotonic_ms();
+            if (now - _last_drop_log_ms > 1000) {
+                _last_drop_log_ms = now;
+                log::warn("redis: shard {} queue full, dropping messages (dropped so far: {})",
+                          i, _metrics.messages_dropped_full.get());
+            }
+            continue;
+        }
+        _shards_to_wake |= shard_mask{1} << i;
     }
 }
 
@@ -480,7 +529,8 @@ void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
     // look sees the flag and writes the eventfd.
     _wake.flag.set_sleeping();
     bool queued = false;
-    for (auto& s : _shards) queued |= !s.from_shard.empty();
+    for (auto& s : _shards) queued |= !s.from_shard.empty() || (s.resumes && !s.resumes->empty());
+    if (_history) queued |= !_history->results.empty();
     if (queued || _stop.load(std::memory_order_acquire)) {
         _wake.flag.clear();
         return;

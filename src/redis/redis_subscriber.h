@@ -13,14 +13,18 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/config.h"
+#include "core/history_window.h"
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "core/subscription_table.h"
+#include "redis/history_reader.h"
 
 struct redisContext;
 struct redisReply;
@@ -30,8 +34,10 @@ namespace jugglite {
 class redis_subscriber {
 public:
     // Everything referenced must outlive run(). `wake.eventfd` must be non-blocking.
+    // `history` and `history_counters` are given with --history (the history thread's link).
     redis_subscriber(const config& cfg, std::span<shard_link> shards, thread_wakeup& wake,
-                     std::atomic<bool>& stop, redis_status& status, redis_metrics& metrics);
+                     std::atomic<bool>& stop, redis_status& status, redis_metrics& metrics,
+                     history_link* history = nullptr, history_metrics* history_counters = nullptr);
     ~redis_subscriber();
 
     // Runs until `stop` is set: connects (with capped, jittered exponential backoff),
@@ -51,7 +57,7 @@ private:
     // message push; an error reply (e.g. NOPERM, which names no channel) is matched the
     // same way.
     struct command {
-        enum kind_t : std::uint8_t { auth, subscribe, unsubscribe, ping, resync_ping } kind;
+        enum kind_t : std::uint8_t { auth, subscribe, unsubscribe, ping, resync_ping, marker } kind;
         std::vector<std::string> channels;  // local names (without the namespace)
         std::size_t answered = 0;           // per-channel replies seen so far
         std::int64_t sent_ms = 0;
@@ -74,6 +80,28 @@ private:
     void handle_reply(const redisReply& r, std::int64_t now) noexcept;
     void answer_front(const redisReply& r, std::int64_t now) noexcept;
     void route(std::string_view channel, std::string_view payload) noexcept;
+    void fan_out(std::string_view channel, const frame_ref& f) noexcept;
+
+    // History and resume (subscriber_history.cpp). A live message on a channel that is
+    // catching up is held until the catch-up is routed; admit_live says whether it goes now.
+    [[nodiscard]] bool admit_live(std::string_view channel, const frame_ref& f,
+                                  std::optional<stream_id> previous);
+    void start_catch_up(std::string_view channel);
+    void finish_catch_up(const std::string& channel, const stream_read& read);
+    void on_marker(std::string_view token) noexcept;
+    void history_turn(std::int64_t now) noexcept;
+    void drain_resumes(std::int64_t now);
+    void take_history_results(std::int64_t now);
+    void send_history_batch(std::int64_t now);
+    void abandon_batch(std::int64_t now) noexcept;
+    void finish_batch();
+    [[nodiscard]] bool answer_from_windows(unsigned shard, const resume_request& req);
+    void answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
+                std::vector<history_entry> entries, stream_id through, std::string_view reason = {});
+    void flush_answers() noexcept;
+    void history_link_lost() noexcept;
+    void history_subscribed(const std::string& channel);
+    void history_unsubscribed(std::span<const std::string> channels) noexcept;
 
     // Shards.
     void drain_control(std::int64_t now) noexcept;
@@ -107,6 +135,41 @@ private:
     std::uint64_t _seq = 0;                   // message sequence number
     std::uint64_t _shards_to_wake = 0;        // bitmask
     std::int64_t _last_drop_log_ms = 0;
+
+    // History (--history). See subscriber_history.cpp.
+    struct held_message {
+        frame_ref frame;
+        std::optional<stream_id> previous;
+    };
+    // A channel catching up: its live messages wait here until the read from its window's
+    // tail is routed.
+    struct catch_up {
+        std::uint64_t batch = 0;  // the batch reading it; 0: not asked yet
+        std::deque<held_message> held;
+    };
+    struct pending_resume {
+        unsigned shard;
+        resume_request req;
+        std::uint64_t batch = 0;  // the batch whose reads answer it; 0: none yet
+        std::int64_t deadline_ms;
+    };
+    history_link* _history = nullptr;
+    history_metrics* _hm = nullptr;
+    std::optional<history_windows> _windows;
+    std::unordered_map<std::string, catch_up, string_hash, std::equal_to<>> _catch_ups;
+    std::deque<pending_resume> _resumes;
+    std::string _marker;                 // this process' marker channel
+    bool _marker_ready = false;          // subscribed on the current link
+    stream_id _routed_max;               // the newest entry routed on the current link
+    std::uint64_t _next_token = 0;
+    std::uint64_t _batch_token = 0;      // the batch in flight; 0: none
+    std::vector<history_read> _batch_reads;
+    std::optional<history_batch_result> _batch_result;
+    bool _batch_marked = false;          // its marker has come back on the subscriber link
+    bool _recheck_resumes = false;       // a catch-up finished: waiting requests may be answered
+    std::int64_t _batch_sent_ms = 0;
+    std::int64_t _next_batch_ms = 0;
+    std::vector<std::deque<std::unique_ptr<replay>>> _answer_backlog;  // per shard: queue full
 };
 
 }  // namespace jugglite

@@ -86,6 +86,7 @@ void shard::loop() noexcept {
         _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
         retry_deferred();
         flush_control();
+        if (!_resume_backlog.empty()) flush_resumes();
         if (!_stopping) {
             drain_notices();
             drain_messages();

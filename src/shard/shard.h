@@ -109,6 +109,15 @@ private:
     void on_recheck_answer(connection& c, std::uint32_t id, const auth_answer& a) noexcept;
     void open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
                      std::string_view user_agent);
+    // Resume (shard_resume.cpp): a stream with Last-Event-ID asks the redis thread for its
+    // channels' history once they are subscribed, holds live frames until the answer, and
+    // is fed the replay as its sends complete.
+    void prepare_resume(connection& c, const std::string& last_event_id);
+    void ask_resume(connection& c, std::uint32_t id) noexcept;
+    void flush_resumes() noexcept;
+    void hold(connection& c, std::uint32_t id, const frame_ref& f) noexcept;
+    void on_replay(replay& r) noexcept;
+    void feed_replay(connection& c, std::uint32_t id) noexcept;
     // Connection events (shard_events.cpp): a register record is built at admission and
     // published when the stream starts; every stream that started gets one unregister.
     void prepare_register(connection& c, const stream_route& s, std::string_view sub,
@@ -220,6 +229,7 @@ private:
     bool _auth_queued = false;          // calls pushed this turn: wake the auth thread
     bool _events_queued = false;        // records pushed this turn: wake the events thread
     std::uint64_t _stream_seq = 0;      // streams started here, for their event ids
+    std::deque<resume_request> _resume_backlog;  // requests the queue had no room for
     std::int64_t _last_auth_log_ms = 0;
     // The accepts in flight, each with room for its peer's address; an accept's tag
     // carries its index here (in the generation field).

@@ -43,7 +43,8 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
         close_conn(c, id, close_reason::client_gone);
         return;
     }
-    if (!c.send_inflight) start_send(c, id);
+    if (c.extras && c.extras->resume) ask_resume(c, id);
+    if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, id);
 }
 
 void shard::drain_notices() noexcept {

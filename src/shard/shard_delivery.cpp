@@ -19,6 +19,11 @@ void shard::drain_messages() noexcept {
     for (unsigned n = 0; n < message_budget; ++n) {
         auto msg = _link.to_shard.try_pop();
         if (!msg) break;
+        if (msg->answer) {
+            on_replay(*msg->answer);
+            close_slow_consumers();
+            continue;
+        }
         _metrics.messages_in.bump();
         const channel_entry* entry = _channels.find(msg->channel);
         if (!entry) {
@@ -57,6 +62,10 @@ void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcep
     // A connection refused here is closed before the next message reaches it (see
     // close_slow_consumers), so enqueue's answer is the only check of the cap.
     if (c.state != conn_state::streaming) return;
+    if (c.extras && c.extras->resume) {
+        hold(c, id, f);
+        return;
+    }
     // Outside a send, frames wait only while the connection is listed in _to_send: list it
     // with its first one.
     const bool first_waiting = !c.send_inflight && !c.has_pending();
@@ -128,6 +137,10 @@ void shard::on_send(connection& c, std::uint32_t id, int res) noexcept {
     _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res)));
     _metrics.bytes_out.bump(static_cast<std::uint64_t>(res));
     c.last_write_ms = _now_ms;
+    if (c.extras && c.extras->resume && c.extras->resume->answered && c.state == conn_state::streaming) {
+        feed_replay(c, id);
+        return;
+    }
     if (c.has_pending()) {
         start_send(c, id);
     } else if (c.state == conn_state::closing_after_send) {

@@ -257,6 +257,7 @@ void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
 void shard::open_stream(connection& c, std::uint32_t id, stream_route& s, std::string_view sub,
                         std::string_view user_agent) {
     if (c.extras && _link.events && !s.head_only) prepare_register(c, s, sub, user_agent);
+    if (s.resume_from && !s.head_only) prepare_resume(c, *s.resume_from);
     c.request = {};  // the views into it are dead from here on
     start_stream(c, id, std::move(s.channels), s.head_only);
 }
@@ -435,6 +436,22 @@ std::string shard::metrics_text() const {
                            "auth_failed {}\nauth_in_flight {}",
                            a->calls.get(), a->cache_hits.get(), a->granted.get(), a->denied.get(),
                            a->failed.get(), a->in_flight.get());
+    if (const history_metrics* h = _env.side.history_counters)
+        out += fmt::format(
+            "\nhistory_resumes {}\nhistory_resumed_from_memory {}\nhistory_resumed_from_redis {}\n"
+            "history_replayed_frames {}\nhistory_resets_trimmed {}\nhistory_resets_unknown {}\n"
+            "history_resets_malformed {}\nhistory_resets_too_long {}\nhistory_resumes_unavailable {}\n"
+            "history_streams_resumed {}\nhistory_streams_resume_failed {}\nhistory_gaps {}\n"
+            "history_catch_ups {}\nhistory_caught_up_messages {}\nhistory_catch_ups_abandoned {}\n"
+            "history_window_bytes {}\nhistory_window_evicted {}\nhistory_read_batches {}\n"
+            "history_reads {}\nhistory_read_errors {}\nhistory_library_loads {}",
+            h->resumes.get(), h->from_memory.get(), h->from_redis.get(), h->replayed.get(),
+            h->resets_trimmed.get(), h->resets_unknown.get(), h->resets_malformed.get(),
+            h->resets_too_long.get(), h->unavailable.get(), total(&shard_metrics::streams_resumed),
+            total(&shard_metrics::resumes_failed), h->gaps.get(), h->catch_ups.get(),
+            h->caught_up.get(), h->catch_ups_abandoned.get(), h->window_bytes.get(),
+            h->window_evicted.get(), h->batches.get(), h->reads.get(), h->read_errors.get(),
+            h->library_loads.get());
     if (const event_metrics* e = _env.side.event_counters)
         out += fmt::format("\nevents_published {}\nevents_dropped_queue_full {}\n"
                            "events_dropped_redis_down {}\nevents_dropped_backlog {}\n"

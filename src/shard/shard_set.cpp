@@ -53,6 +53,10 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         for (unsigned i = 0; i < cfg.shards; ++i)
             set->_links[i].events = std::make_unique<spsc_queue<std::string>>(limits::event_queue_capacity);
     }
+    if (cfg.history_enabled) {
+        for (unsigned i = 0; i < cfg.shards; ++i)
+            set->_links[i].resumes = std::make_unique<spsc_queue<resume_request>>(limits::resume_queue_capacity);
+    }
 
     // With --socket every shard accepts on the one unix socket; otherwise each shard has
     // its own SO_REUSEPORT listener and the kernel spreads connections between them.

@@ -1,0 +1,270 @@
+#include "redis/history_reader.h"
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/sse_frame.h"
+
+namespace jugglite {
+
+namespace {
+
+std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
+
+struct reply_deleter {
+    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+};
+using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
+
+reply_ptr command(redisContext* c, const std::vector<std::string>& args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (const auto& a : args) {
+        argv.push_back(a.data());
+        lens.push_back(a.size());
+    }
+    return reply_ptr(static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
+}
+
+// One XRANGE reply as a stream_read: each entry's "d" is its payload, "p" its previous id.
+// Frames are built here, off the redis thread. Stops (truncated) at the replay bounds.
+bool parse_read(const redisReply& r, stream_read& out) {
+    if (r.type != REDIS_REPLY_ARRAY) return false;
+    std::size_t bytes = 0;
+    for (std::size_t i = 0; i < r.elements; ++i) {
+        const redisReply& e = *r.element[i];
+        if (e.type != REDIS_REPLY_ARRAY || e.elements != 2 || e.element[0]->type != REDIS_REPLY_STRING ||
+            e.element[1]->type != REDIS_REPLY_ARRAY)
+            return false;
+        auto id = stream_id::parse(str(*e.element[0]));
+        if (!id) return false;
+        std::string_view payload, previous;
+        const redisReply& fields = *e.element[1];
+        for (std::size_t f = 0; f + 1 < fields.elements; f += 2) {
+            if (fields.element[f]->type != REDIS_REPLY_STRING || fields.element[f + 1]->type != REDIS_REPLY_STRING)
+                continue;
+            std::string_view name = str(*fields.element[f]);
+            if (name == "d") payload = str(*fields.element[f + 1]);
+            else if (name == "p") previous = str(*fields.element[f + 1]);
+        }
+        if (out.entries.size() >= limits::replay_max_entries || bytes > limits::replay_max_bytes) {
+            out.truncated = true;
+            return true;
+        }
+        if (out.entries.empty() && !previous.empty()) out.first_previous = stream_id::parse(previous);
+        out.entries.push_back({*id, make_sse_frame(payload, 0, {*id, false})});
+        bytes += payload.size();
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string marker_channel(const config& cfg) {
+    return fmt::format("{}sync:{}:{}", cfg.history.prefix, cfg.instance, ::getpid());
+}
+
+void history_reader::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
+
+history_reader::history_reader(const config& cfg, history_link& link, std::atomic<bool>& stop,
+                               history_metrics& metrics)
+    : _cfg(cfg),
+      _link(link),
+      _stop(stop),
+      _metrics(metrics),
+      _marker(marker_channel(cfg)),
+      _library(history_library(cfg.history)) {}
+
+history_reader::~history_reader() = default;
+
+void history_reader::run() noexcept {
+    while (!_stop.load(std::memory_order_acquire)) {
+        std::int64_t now = monotonic_ms();
+        if (!_ctx && now >= _next_attempt_ms && !connect(now)) continue;
+        if (_ctx && now >= _next_check_ms) {
+            _next_check_ms = now + limits::history_library_check.count();
+            if (!ensure_library()) continue;
+        }
+        bool worked = false;
+        while (auto b = _link.batches.try_pop()) {
+            worked = true;
+            history_batch_result r = execute(*b);
+            // The redis thread takes results as they come and keeps few batches in flight,
+            // so its queue has room; should it not, the batch is lost and retried by its
+            // deadline there.
+            (void)_link.results.try_push(std::move(r));
+            wake_if_sleeping(_link.subscriber_wake->flag, _link.subscriber_wake->eventfd);
+        }
+        if (!worked) sleep(_ctx ? std::max<std::int64_t>(_next_check_ms - monotonic_ms(), 1) : 100);
+    }
+    _ctx.reset();
+}
+
+bool history_reader::connect(std::int64_t now) noexcept {
+    const auto& ep = _cfg.redis;
+    timeval tv{1, 0};
+    _ctx.reset(redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
+    if (!_ctx || _ctx->err) {
+        disconnect(_ctx ? _ctx->errstr : "out of memory", now);
+        return false;
+    }
+    timeval reply_tv{limits::redis_reply_timeout.count() / 1000, 0};
+    redisSetTimeout(_ctx.get(), reply_tv);
+    std::vector<std::vector<std::string>> setup;
+    if (!ep.password.empty()) {
+        if (ep.user.empty()) setup.push_back({"AUTH", ep.password});
+        else setup.push_back({"AUTH", ep.user, ep.password});
+    }
+    // The streams live in the publishers' database; pub/sub ignores it, reads don't.
+    if (ep.db != 0) setup.push_back({"SELECT", std::to_string(ep.db)});
+    for (const auto& args : setup) {
+        reply_ptr r = command(_ctx.get(), args);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            disconnect(r ? fmt::format("{} failed: {}", args[0], str(*r)) : std::string(_ctx->errstr), now);
+            return false;
+        }
+    }
+    _backoff_ms = 0;
+    _next_check_ms = now;
+    log::info("history: command connection to {} up", ep.display());
+    return true;
+}
+
+void history_reader::disconnect(std::string_view why, std::int64_t now) noexcept {
+    if (now - _last_log_ms >= 1000) {
+        _last_log_ms = now;
+        log::warn("history: command connection to {}: {}", _cfg.redis.display(), why);
+    }
+    _ctx.reset();
+    _link.library_ready.store(false, std::memory_order_relaxed);
+    _backoff_ms = std::clamp<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_min.count(),
+                                           limits::redis_backoff_max.count());
+    _next_attempt_ms = now + _backoff_ms;
+}
+
+// The library must be there at our version or a newer one: a Redis without persistence
+// loses it on a restart, and during a rolling deploy the newest jugglite's version stays.
+bool history_reader::ensure_library() noexcept {
+    reply_ptr r = command(_ctx.get(), {"FCALL_RO", "jugglite_version", "0"});
+    if (!r) {
+        disconnect(_ctx->errstr, monotonic_ms());
+        return false;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= history_version) {
+        _link.library_ready.store(true, std::memory_order_relaxed);
+        return true;
+    }
+    reply_ptr load = command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
+    if (!load) {
+        disconnect(_ctx->errstr, monotonic_ms());
+        return false;
+    }
+    if (load->type == REDIS_REPLY_ERROR) {
+        // Not fatal: an operator may load it by hand (README); reads work without it.
+        std::int64_t now = monotonic_ms();
+        if (now - _last_log_ms >= 10'000) {
+            _last_log_ms = now;
+            log::warn("history: FUNCTION LOAD of the jugglite library refused: {}", str(*load));
+        }
+        return true;
+    }
+    _metrics.library_loads.bump();
+    _link.library_ready.store(true, std::memory_order_relaxed);
+    log::info("history: loaded the jugglite library (version {}) into {}", history_version,
+              _cfg.redis.display());
+    return true;
+}
+
+history_batch_result history_reader::execute(const history_batch& b) noexcept {
+    history_batch_result out;
+    out.token = b.token;
+    if (!_ctx) return out;
+    const std::string count = std::to_string(limits::replay_max_entries + 1);
+    try {
+        redisAppendCommand(_ctx.get(), "MULTI");
+        for (const auto& read : b.reads) {
+            std::string key = history_key(_cfg.history, _cfg.namespace_prefix + read.channel);
+            std::string from = read.from.text();
+            const char* argv[] = {"XRANGE", key.c_str(), from.c_str(), "+", "COUNT", count.c_str()};
+            std::size_t lens[] = {6, key.size(), from.size(), 1, 5, count.size()};
+            redisAppendCommandArgv(_ctx.get(), 6, argv, lens);
+        }
+        std::string clock = _cfg.history.prefix + "clock";
+        std::string token = std::to_string(b.token);
+        const char* get[] = {"GET", clock.c_str()};
+        std::size_t get_lens[] = {3, clock.size()};
+        redisAppendCommandArgv(_ctx.get(), 2, get, get_lens);
+        redisAppendCommand(_ctx.get(), "TIME");
+        const char* pub[] = {"PUBLISH", _marker.c_str(), token.c_str()};
+        std::size_t pub_lens[] = {7, _marker.size(), token.size()};
+        redisAppendCommandArgv(_ctx.get(), 3, pub, pub_lens);
+        redisAppendCommand(_ctx.get(), "EXEC");
+        // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
+        const std::size_t queued = b.reads.size() + 4;
+        reply_ptr exec;
+        for (std::size_t i = 0; i <= queued; ++i) {
+            void* raw = nullptr;
+            if (redisGetReply(_ctx.get(), &raw) != REDIS_OK) {
+                disconnect(_ctx->errstr, monotonic_ms());
+                _metrics.read_errors.bump();
+                return out;
+            }
+            reply_ptr r(static_cast<redisReply*>(raw));
+            if (i == queued) exec = std::move(r);
+        }
+        _metrics.batches.bump();
+        _metrics.reads.bump(b.reads.size());
+        if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != queued - 1) {
+            _metrics.read_errors.bump();
+            log::warn("history: a batch of reads failed: {}",
+                      exec && exec->type == REDIS_REPLY_ERROR ? str(*exec) : "unexpected reply");
+            return out;
+        }
+        out.reads.resize(b.reads.size());
+        for (std::size_t i = 0; i < b.reads.size(); ++i) {
+            out.reads[i].from = b.reads[i].from;
+            const redisReply& r = *exec->element[i];
+            // A key of another type (WRONGTYPE) is no history: read as empty.
+            if (r.type != REDIS_REPLY_ERROR && !parse_read(r, out.reads[i])) {
+                _metrics.read_errors.bump();
+                return out;
+            }
+        }
+        const redisReply& clock_reply = *exec->element[b.reads.size()];
+        if (clock_reply.type == REDIS_REPLY_STRING)
+            out.clock = stream_id::parse(str(clock_reply)).value_or(stream_id{});
+        const redisReply& time = *exec->element[b.reads.size() + 1];
+        if (time.type == REDIS_REPLY_ARRAY && time.elements == 2 && time.element[0]->type == REDIS_REPLY_STRING &&
+            time.element[1]->type == REDIS_REPLY_STRING)
+            out.redis_ms = std::stoll(std::string(str(*time.element[0]))) * 1000 +
+                           std::stoll(std::string(str(*time.element[1]))) / 1000;
+        out.ok = true;
+    } catch (const std::exception& e) {  // bad_alloc building frames
+        _metrics.read_errors.bump();
+        out = history_batch_result{};
+        out.token = b.token;
+    }
+    return out;
+}
+
+void history_reader::sleep(std::int64_t timeout_ms) noexcept {
+    pollfd fd{_link.reader_wake.eventfd, POLLIN, 0};
+    _link.reader_wake.flag.set_sleeping();
+    if (!_link.batches.empty() || _stop.load(std::memory_order_acquire)) {
+        _link.reader_wake.flag.clear();
+        return;
+    }
+    if (::poll(&fd, 1, static_cast<int>(std::min<std::int64_t>(timeout_ms, 1000))) > 0) {
+        std::uint64_t v;
+        [[maybe_unused]] auto n = ::read(fd.fd, &v, sizeof v);
+    }
+    _link.reader_wake.flag.clear();
+}
+
+}  // namespace jugglite

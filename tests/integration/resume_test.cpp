@@ -1,0 +1,277 @@
+// Resume from Last-Event-ID (--history) against a real redis-server and the real binary:
+// messages published with FCALL jugglite_publish are replayed after the client's id, from
+// memory or from Redis, exactly once and in order, across channels, restarts and a lost
+// subscriber link; history that no longer reaches the id gives jugglite-reset.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <csignal>
+#include <thread>
+
+#include "core/stream_id.h"
+#include "support/sse.h"
+
+using namespace test;
+
+namespace {
+
+struct sse_event {
+    std::string event, id, data;
+};
+
+// The events in an SSE body, comments left out.
+std::vector<sse_event> events_of(std::string_view body) {
+    std::vector<sse_event> out;
+    std::size_t start = 0;
+    while (true) {
+        auto end = body.find("\n\n", start);
+        if (end == std::string_view::npos) break;
+        std::string_view block = body.substr(start, end - start);
+        start = end + 2;
+        sse_event e;
+        bool any = false;
+        std::size_t p = 0;
+        while (p <= block.size()) {
+            auto nl = block.find('\n', p);
+            std::string_view line = block.substr(p, nl == std::string_view::npos ? std::string_view::npos : nl - p);
+            p = nl == std::string_view::npos ? block.size() + 1 : nl + 1;
+            auto field = [&](std::string_view name) { return line.starts_with(name) ? line.substr(name.size()) : std::string_view{}; };
+            if (line.starts_with("data: ")) e.data += std::string(e.data.empty() ? "" : "\n") + std::string(field("data: ")), any = true;
+            else if (line.starts_with("id: ")) e.id = field("id: "), any = true;
+            else if (line.starts_with("event: ")) e.event = field("event: "), any = true;
+        }
+        if (any) out.push_back(std::move(e));
+    }
+    return out;
+}
+
+std::vector<std::string> data_of(const std::vector<sse_event>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.data);
+    return out;
+}
+
+// A stream request that resumes after `last_id`.
+raw_client resume(int port, std::string_view target, std::string_view last_id) {
+    auto c = raw_client::tcp(port);
+    c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n" +
+           "Last-Event-ID: " + std::string(last_id) + "\r\n\r\n");
+    return c;
+}
+
+std::string fcall(redis_client& r, std::string_view channel, std::string_view payload) {
+    return r.command({"FCALL", "jugglite_publish", "1", std::string(channel), std::string(payload)});
+}
+
+// Waits until jugglite has loaded its library into `redis` (FCALL works).
+void wait_library(redis_client& redis) {
+    REQUIRE(eventually([&] { return redis.command({"FCALL_RO", "jugglite_version", "0"}) == "1"; }));
+}
+
+// A fresh Redis per test: tests elsewhere load the library with other prefixes into the
+// shared one.
+struct history_setup {
+    explicit history_setup(std::vector<std::string> extra = {})
+        : redis(free_port()), server(with_history(std::move(extra)), redis.url()), client(redis.port()) {
+        wait_library(client);
+    }
+    static std::vector<std::string> with_history(std::vector<std::string> extra) {
+        extra.insert(extra.begin(), "--history");
+        return extra;
+    }
+    redis_server redis;
+    jugglite_server server;
+    redis_client client;
+};
+
+std::vector<std::string> numbered(std::string_view stem, int from, int to) {
+    std::vector<std::string> out;
+    for (int i = from; i <= to; ++i) out.push_back(std::string(stem) + std::to_string(i));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("a stream resumes on one channel after its Last-Event-ID, then goes on live") {
+    history_setup h;
+    auto ch = unique_channel("news");
+    std::vector<std::string> ids;
+    for (int i = 1; i <= 5; ++i) ids.push_back(fcall(h.client, ch, "m" + std::to_string(i)));
+
+    auto c = resume(h.server.port(), "/stream?channel=" + ch, ids[1]);
+    REQUIRE(c.read_until("data: m5\n\n"));
+    REQUIRE(wait_numsub(h.client, ch));
+    std::string id6 = fcall(h.client, ch, "m6");
+    REQUIRE(c.read_until("data: m6\n\n"));
+    auto events = events_of(c.body());
+    CHECK(data_of(events) == numbered("m", 3, 6));
+    REQUIRE(events.size() == 4);
+    CHECK(events[0].id == ids[2]);
+    CHECK(events[3].id == id6);
+
+    // A second client resumes from the same id: the window answers now.
+    auto again = resume(h.server.port(), "/stream?channel=" + ch, ids[3]);
+    REQUIRE(again.read_until("data: m6\n\n"));
+    CHECK(data_of(events_of(again.body())) == numbered("m", 5, 6));
+    CHECK(metric(h.server.port(), "history_resumed_from_memory") >= 1);
+}
+
+TEST_CASE("the lastEventId query parameter resumes as the header does") {
+    history_setup h;
+    auto ch = unique_channel("q");
+    std::string first = fcall(h.client, ch, "one");
+    fcall(h.client, ch, "two");
+    auto c = raw_client::tcp(h.server.port());
+    c.get("/stream?channel=" + ch + "&lastEventId=" + first);
+    REQUIRE(c.read_until("data: two\n\n"));
+    CHECK(data_of(events_of(c.body())) == std::vector<std::string>{"two"});
+}
+
+TEST_CASE("two channels published in one millisecond resume merged in publish order") {
+    history_setup h;
+    auto a = unique_channel("a"), b = unique_channel("b");
+    // One transaction: every id comes from the same millisecond.
+    h.client.command({"MULTI"});
+    for (int i = 0; i < 40; ++i) fcall(h.client, i % 2 ? a : b, "x" + std::to_string(i));
+    h.client.command({"EXEC"});
+    // The ids, in order, from the streams' own view: read them back with a resume from 0.
+    auto all = resume(h.server.port(), "/stream?channel=" + a + "," + b, "0-1");
+    REQUIRE(all.read_until("data: x39\n\n"));
+    auto events = events_of(all.body());
+    REQUIRE(events.size() == 40);
+    CHECK(data_of(events) == numbered("x", 0, 39));
+    for (std::size_t i = 1; i < events.size(); ++i)
+        CHECK(*jugglite::stream_id::parse(events[i - 1].id) < *jugglite::stream_id::parse(events[i].id));
+
+    // From the middle: exactly the rest, on both channels.
+    auto mid = resume(h.server.port(), "/stream?channel=" + b + "," + a, events[16].id);
+    REQUIRE(mid.read_until("data: x39\n\n"));
+    CHECK(data_of(events_of(mid.body())) == numbered("x", 17, 39));
+}
+
+TEST_CASE("messages published during the replay arrive once, after it, in order") {
+    history_setup h({"--history-length", "3000"});
+    auto ch = unique_channel("busy");
+    std::string first = fcall(h.client, ch, "p0");
+    for (int i = 1; i < 1500; ++i) fcall(h.client, ch, "p" + std::to_string(i));
+    std::atomic<bool> go{false};
+    std::thread publisher([&] {
+        redis_client pub(h.redis.port());
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 1500; i < 2000; ++i) fcall(pub, ch, "p" + std::to_string(i));
+    });
+    auto c = resume(h.server.port(), "/stream?channel=" + ch, first);
+    go = true;
+    publisher.join();
+    REQUIRE(c.read_until("data: p1999\n\n", 10s));
+    CHECK(data_of(events_of(c.body())) == numbered("p", 1, 1999));
+}
+
+TEST_CASE("after kill -9 and a restart, a stream resumes what was published while jugglite was down") {
+    redis_server redis(free_port());
+    redis_client client(redis.port());
+    const int port = free_port();
+    std::vector<std::string> flags{"--history", "--address", "127.0.0.1", "--port", std::to_string(port)};
+    auto ch = unique_channel("restart");
+    std::string last;
+    {
+        jugglite_server first(flags, redis.url());
+        wait_library(client);
+        auto c = raw_client::tcp(port);
+        c.get("/stream?channel=" + ch);
+        REQUIRE(c.read_until(": registered"));
+        for (int i = 1; i <= 3; ++i) fcall(client, ch, "before" + std::to_string(i));
+        REQUIRE(c.read_until("data: before3\n\n"));
+        last = events_of(c.body()).back().id;
+        first.process().stop(SIGKILL, 5s);
+    }
+    for (int i = 1; i <= 5; ++i) fcall(client, ch, "down" + std::to_string(i));
+    jugglite_server second(flags, redis.url());
+    auto c = resume(port, "/stream?channel=" + ch, last);
+    REQUIRE(c.read_until("data: down5\n\n"));
+    CHECK(data_of(events_of(c.body())) == numbered("down", 1, 5));
+    CHECK(metric(port, "history_resumed_from_redis") == 1);
+}
+
+TEST_CASE("streams that stay open across a killed subscriber link receive every message") {
+    history_setup h;
+    auto ch = unique_channel("cut");
+    auto c = raw_client::tcp(h.server.port());
+    c.get("/stream?channel=" + ch);
+    REQUIRE(c.read_until(": registered"));
+    std::thread publisher([&] {
+        redis_client pub(h.redis.port());
+        for (int i = 0; i < 400; ++i) {
+            fcall(pub, ch, "c" + std::to_string(i));
+            std::this_thread::sleep_for(2ms);
+        }
+    });
+    std::this_thread::sleep_for(200ms);
+    CHECK(h.client.command({"CLIENT", "KILL", "TYPE", "pubsub"}) != "0");
+    publisher.join();
+    REQUIRE(c.read_until("data: c399\n\n", 10s));
+    CHECK(data_of(events_of(c.body())) == numbered("c", 0, 399));
+    CHECK(metric(h.server.port(), "history_catch_ups") >= 1);
+    CHECK(metric(h.server.port(), "redis_reconnects") >= 1);
+}
+
+TEST_CASE("history that no longer reaches the id gives jugglite-reset with the head, once") {
+    history_setup h({"--history-length", "5"});
+    auto ch = unique_channel("trim");
+    std::string first = fcall(h.client, ch, "t0");
+    std::string head;
+    for (int i = 1; i < 200; ++i) head = fcall(h.client, ch, "t" + std::to_string(i));
+    auto c = resume(h.server.port(), "/stream?channel=" + ch, first);
+    REQUIRE(c.read_until("\n\n", 5s));
+    REQUIRE(c.read_until("}\n\n"));
+    auto events = events_of(c.body());
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].event == "jugglite-reset");
+    CHECK(events[0].id == head);
+    CHECK(events[0].data.find("\"reason\":\"trimmed\"") != std::string::npos);
+    // Reconnecting from the reset's id resumes without another reset.
+    auto next = resume(h.server.port(), "/stream?channel=" + ch, events[0].id);
+    REQUIRE(next.read_until(": registered"));
+    fcall(h.client, ch, "after");
+    REQUIRE(next.read_until("data: after\n\n"));
+    CHECK(data_of(events_of(next.body())) == std::vector<std::string>{"after"});
+}
+
+TEST_CASE("a malformed or unknown id gives jugglite-reset") {
+    history_setup h;
+    auto ch = unique_channel("bad");
+    std::string head = fcall(h.client, ch, "only");
+    for (std::string_view bad : {"not-an-id", "12", "99999999999999-0"}) {
+        CAPTURE(bad);
+        auto c = resume(h.server.port(), "/stream?channel=" + ch, bad);
+        REQUIRE(c.read_until("}\n\n"));
+        auto events = events_of(c.body());
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].event == "jugglite-reset");
+        CHECK(events[0].id == head);
+    }
+    CHECK(metric(h.server.port(), "history_resets_malformed") == 2);
+    CHECK(metric(h.server.port(), "history_resets_unknown") == 1);
+}
+
+TEST_CASE("plain PUBLISH mixed in is delivered without an id and is not replayed") {
+    history_setup h;
+    auto ch = unique_channel("mixed");
+    auto c = raw_client::tcp(h.server.port());
+    c.get("/stream?channel=" + ch);
+    REQUIRE(c.read_until(": registered"));
+    std::string first = fcall(h.client, ch, "{\"id\":\"app-1\",\"n\":1}");
+    h.client.publish(ch, "{\"id\":\"app-2\",\"n\":2}");
+    fcall(h.client, ch, "{\"n\":3}");
+    REQUIRE(c.read_until("{\"n\":3}"));
+    auto live = events_of(c.body());
+    REQUIRE(live.size() == 3);
+    CHECK(live[0].id == first);  // the entry id, not the JSON one
+    CHECK(live[1].id.empty());   // with --history a JSON id is not an SSE id
+    CHECK(!live[2].id.empty());
+    CHECK(live[1].data == "{\"id\":\"app-2\",\"n\":2}");
+
+    auto r = resume(h.server.port(), "/stream?channel=" + ch, first);
+    REQUIRE(r.read_until("{\"n\":3}"));
+    CHECK(data_of(events_of(r.body())) == std::vector<std::string>{"{\"n\":3}"});
+}
