@@ -188,3 +188,14 @@ TEST_CASE("simple_response: status texts of every status the server sends") {
     CHECK(simple_response(500, "x").starts_with("HTTP/1.1 500 Error\r\n"));
     CHECK(simple_response(400, "x").find("Retry-After") == std::string::npos);
 }
+
+TEST_CASE("with --history a stream resumes from Last-Event-ID, else from lastEventId") {
+    config cfg;
+    http_request req = get("/", "channel=a&lastEventId=5-0");
+    CHECK_FALSE(expect_stream(route_request(req, cfg)).resume_from);  // no --history: ignored
+    cfg.history_enabled = true;
+    CHECK(expect_stream(route_request(req, cfg)).resume_from == "5-0");
+    req.last_event_id = "7-1";
+    CHECK(expect_stream(route_request(req, cfg)).resume_from == "7-1");
+    CHECK_FALSE(expect_stream(route_request(get("/", "channel=a&lastEventId="), cfg)).resume_from);
+}

@@ -346,3 +346,23 @@ TEST_CASE("the keepalive is a comment with the open-connection count, then a bla
     CHECK(keepalive_comment(1234) == ": keepalive 1234\n\n");
     CHECK(keepalive_comment(0) == ": keepalive 0\n\n");
 }
+
+TEST_CASE("an entry id is the frame's id, and with json ids off a JSON id stays in the data") {
+    stream_id e{1700000000000, 3};
+    CHECK(build_sse_frame("{\"id\":\"app\",\"event\":\"x\"}", {e, false}) ==
+          "event: x\nid: 1700000000000-3\ndata: {\"id\":\"app\",\"event\":\"x\"}\n\n");
+    CHECK(build_sse_frame("{\"id\":\"app\"}", {{}, false}) == "data: {\"id\":\"app\"}\n\n");
+    CHECK(build_sse_frame("{\"id\":\"app\"}", {}) == "id: app\ndata: {\"id\":\"app\"}\n\n");
+    frame_ref f = make_sse_frame("m", 7, {e, false});
+    CHECK(f->id() == e);
+    CHECK(make_sse_frame("m", 7)->id().empty());
+}
+
+TEST_CASE("a reset frame names its reason and carries the head as its id") {
+    frame_ref f = make_reset_frame({5, 1}, "trimmed", stream_id{2, 0});
+    CHECK(f->bytes() ==
+          "event: jugglite-reset\nid: 5-1\ndata: {\"reason\":\"trimmed\",\"last_event_id\":\"2-0\"}\n\n");
+    CHECK(f->id() == stream_id{5, 1});
+    CHECK(make_reset_frame({}, "malformed", std::nullopt)->bytes() ==
+          "event: jugglite-reset\ndata: {\"reason\":\"malformed\",\"last_event_id\":null}\n\n");
+}
