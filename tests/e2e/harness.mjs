@@ -3,6 +3,7 @@
 import { spawn, execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,14 +42,17 @@ function canConnect(opts) {
 
 export class Stack {
   // { keepalive } seconds for jugglite; { args } more jugglite flags; { tcp: true } runs
-  // jugglite on a TCP port of its own (this.jugglitePort) and no nginx.
-  constructor({ keepalive = 20, args = [], tcp = false } = {}) {
+  // jugglite on a TCP port of its own (this.jugglitePort) and no nginx; { nodes } jugglite
+  // processes behind nginx's upstream, each on its own socket (this.sockets).
+  constructor({ keepalive = 20, args = [], tcp = false, nodes = 1 } = {}) {
     this.keepalive = keepalive;
     this.args = args;
     this.tcp = tcp;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jugglite-e2e-'));
     fs.chmodSync(this.dir, 0o755);  // nginx workers (www-data) reach the socket and page
-    this.socket = path.join(this.dir, 'jugglite.sock');
+    this.sockets = Array.from({ length: nodes }, (_, i) =>
+      path.join(this.dir, i === 0 ? 'jugglite.sock' : `jugglite-${i}.sock`));
+    this.socket = this.sockets[0];
     this.procs = {};
   }
 
@@ -58,26 +62,45 @@ export class Stack {
       '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]);
     await waitFor('redis', () => this.redis('PING').then((r) => r === 'PONG', () => false));
     if (this.tcp) this.jugglitePort = await freePort();
-    await this.startJugglite();
+    for (let i = 0; i < this.sockets.length; ++i) await this.startJugglite(i);
     if (!this.tcp) await this.startNginx();
   }
 
-  async startJugglite() {
-    try { fs.unlinkSync(this.socket); } catch {}
+  // Node `i` (jugglite, jugglite-1, ...).
+  static #name(i) { return i === 0 ? 'jugglite' : `jugglite-${i}`; }
+
+  async startJugglite(i = 0) {
+    const socket = this.sockets[i];
+    try { fs.unlinkSync(socket); } catch {}
     const listen = this.tcp ? ['--address', '127.0.0.1', '--port', String(this.jugglitePort)]
-      : ['--socket', this.socket];
-    this.procs.jugglite = this.#spawn('jugglite', jugglite, [...listen,
+      : ['--socket', socket];
+    this.procs[Stack.#name(i)] = this.#spawn(Stack.#name(i), jugglite, [...listen,
       '--redis', `redis://127.0.0.1:${this.redisPort}`, '--keepalive', String(this.keepalive),
-      '--shards', '2', ...this.args]);
+      '--shards', '2', '--node-name', `node-${i}`, ...this.args]);
     await waitFor('jugglite', () => canConnect(this.tcp
-      ? { host: '127.0.0.1', port: this.jugglitePort } : { path: this.socket }));
+      ? { host: '127.0.0.1', port: this.jugglitePort } : { path: socket }));
   }
 
-  async killJugglite() {
-    const p = this.procs.jugglite;
+  async killJugglite(i = 0, signal = 'SIGKILL') {
+    const p = this.procs[Stack.#name(i)];
     const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
+    p.kill(signal);
     await exited;
+  }
+
+  // A counter from node `i`'s /metrics (on its unix socket).
+  metric(i, name) {
+    return new Promise((resolve, reject) => {
+      const req = http.get({ socketPath: this.sockets[i], path: '/metrics' }, (res) => {
+        let body = '';
+        res.on('data', (d) => { body += d; });
+        res.on('end', () => {
+          const line = body.split('\n').find((l) => l.startsWith(`${name} `));
+          resolve(line === undefined ? undefined : Number(line.split(' ')[1]));
+        });
+      });
+      req.on('error', reject);
+    });
   }
 
   async startNginx() {
@@ -89,11 +112,12 @@ export class Stack {
     fs.chmodSync(path.join(pageDir, 'index.html'), 0o644);
     // The shipped config, pointed at this test's socket, port and page directory.
     const site = fs.readFileSync(path.join(root, 'deploy/nginx/jugglite.conf'), 'utf8')
-      .replace('unix:/run/jugglite/jugglite.sock', `unix:${this.socket}`)
+      .replace('server unix:/run/jugglite/jugglite.sock;',
+        this.sockets.map((s) => `server unix:${s};`).join('\n    '))
       .replace('listen 80;', `listen 127.0.0.1:${this.port};`)
       .replace('root /var/www/app;', `root ${pageDir};`)
       .replace('access_log /var/log/nginx/access.log jugglite;', `access_log ${this.dir}/access.log jugglite;`);
-    for (const expected of [this.socket, `127.0.0.1:${this.port}`, pageDir, `${this.dir}/access.log`]) {
+    for (const expected of [...this.sockets, `127.0.0.1:${this.port}`, pageDir, `${this.dir}/access.log`]) {
       if (!site.includes(expected)) throw new Error(`deploy/nginx/jugglite.conf changed shape: ${expected}`);
     }
     const d = this.dir;
@@ -130,7 +154,8 @@ ${site}
   }
 
   async stop() {
-    for (const name of ['nginx', 'jugglite', 'redis']) {
+    const nodes = this.sockets.map((_, i) => Stack.#name(i));
+    for (const name of ['nginx', ...nodes, 'redis']) {
       const p = this.procs[name];
       if (!p || p.exitCode !== null || p.signalCode !== null) continue;
       const exited = new Promise((r) => p.once('exit', r));
