@@ -156,7 +156,10 @@ void redis_subscriber::go_live(std::int64_t now) noexcept {
     _failures = 0;
     set_state(redis_status::resubscribing);
     // With history, the marker channel first: batches of reads wait for it.
-    if (_history) send(command::marker, {_marker}, now);
+    if (_history) {
+        history_link_up(channels);
+        send(command::marker, {_marker}, now);
+    }
     send_batched(command::subscribe, std::move(channels), now);
     send(command::resync_ping, {}, now);
 }

@@ -100,6 +100,7 @@ private:
                 std::vector<history_entry> entries, stream_id through, std::string_view reason = {});
     void flush_answers() noexcept;
     void history_link_lost() noexcept;
+    void history_link_up(std::span<const std::string> channels) noexcept;
     void history_subscribed(const std::string& channel);
     void history_unsubscribed(std::span<const std::string> channels) noexcept;
 

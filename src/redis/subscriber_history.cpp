@@ -14,6 +14,7 @@
 // one routed, or the link was lost) catches up: its live messages wait while its stream is
 // read from the window's tail, and go out after what the read holds.
 #include <algorithm>
+#include <unordered_set>
 #include <utility>
 
 #include "core/clock.h"
@@ -35,7 +36,7 @@ std::size_t frame_bytes(const std::vector<history_entry>& entries) {
 
 bool redis_subscriber::admit_live(std::string_view channel, const frame_ref& f,
                                   std::optional<stream_id> previous) {
-    if (auto it = _catch_ups.find(channel); it != _catch_ups.end()) {
+    if (auto it = _catch_ups.empty() ? _catch_ups.end() : _catch_ups.find(channel); it != _catch_ups.end()) {
         auto& held = it->second.held;
         if (held.size() >= limits::catch_up_hold_max) {
             // Redis is not answering the read: stop holding, at the cost of the gap.
@@ -110,6 +111,17 @@ void redis_subscriber::history_link_lost() noexcept {
     _catch_ups.clear();  // re-read from the windows' tails once subscribed again
     _routed_max = {};
     abandon_batch(monotonic_ms());
+}
+
+// The link is up again with `channels` to subscribe: the windows of channels no longer
+// wanted go (nothing would catch them up).
+void redis_subscriber::history_link_up(std::span<const std::string> channels) noexcept {
+    try {
+        std::unordered_set<std::string_view> wanted(channels.begin(), channels.end());
+        for (const auto& stale : _windows->stale_channels())
+            if (!wanted.contains(stale)) _windows->forget(stale);
+    } catch (const std::bad_alloc&) {  // they go when their channel is unsubscribed
+    }
 }
 
 // A channel subscribed (again): a window that knew it before the link was lost catches up
