@@ -1,5 +1,6 @@
 // loadgen: opens N SSE streams to any SSE server (jugglite, nchan, the floor), publishes
-// M messages at a fixed rate through Redis PUBLISH or an HTTP POST endpoint, and measures
+// M messages at a fixed rate through Redis PUBLISH (or FCALL jugglite_publish) or an HTTP
+// POST endpoint, and measures
 // delivery: loss, duplicates, reordering, publish->receive latency, and the server's memory
 // and CPU from /proc. Connections are spread over worker processes (each below the
 // open-file limit) and over source addresses 127.0.0.x.
@@ -441,6 +442,11 @@ public:
         if (_o.publish == "redis") {
             out = fmt::format("*3\r\n$7\r\nPUBLISH\r\n${}\r\n{}\r\n${}\r\n{}\r\n", channel.size(),
                               channel, payload.size(), payload);
+        } else if (_o.publish == "fcall") {
+            // jugglite's history function (--history): the same message, with an entry id.
+            out = fmt::format("*5\r\n$5\r\nFCALL\r\n$16\r\njugglite_publish\r\n$1\r\n1\r\n"
+                              "${}\r\n{}\r\n${}\r\n{}\r\n",
+                              channel.size(), channel, payload.size(), payload);
         } else {
             std::string path = _o.pub_path;
             if (auto p = path.find("{ch}"); p != std::string::npos) path.replace(p, 4, channel);
@@ -487,7 +493,8 @@ options parse_options(int argc, char** argv) {
         ("workers", "worker processes (raised so each holds < 19000)", cxxopts::value<int>()->default_value("2"))
         ("ramp", "connections opened per second", cxxopts::value<double>()->default_value("5000"))
         ("sources", "source addresses 127.0.0.1..N", cxxopts::value<int>()->default_value("8"))
-        ("publish", "redis | http", cxxopts::value<std::string>()->default_value("redis"))
+        ("publish", "redis (PUBLISH) | fcall (FCALL jugglite_publish) | http",
+         cxxopts::value<std::string>()->default_value("redis"))
         ("pub-host", "publisher host", cxxopts::value<std::string>()->default_value("127.0.0.1"))
         ("pub-port", "publisher port (Redis or HTTP)", cxxopts::value<int>()->default_value("6379"))
         ("pub-path", "HTTP publish path; {ch} becomes the channel",

@@ -283,6 +283,9 @@ void redis_subscriber::finish_batch() {
     _batch_result.reset();
     _batch_marked = false;
     const stream_id through = result.clock;
+    // The marker is in: every entry up to the clock read has reached this thread (routed,
+    // or held by a catch-up) or is in the reads.
+    _routed_max = std::max(_routed_max, through);
     std::unordered_map<std::string_view, const stream_read*> by_channel;
     for (std::size_t i = 0; i < reads.size(); ++i) {
         const std::string& channel = reads[i].channel;
@@ -344,6 +347,8 @@ void redis_subscriber::finish_batch() {
         answer(p.shard, req, replay::entries, std::move(entries), through);
         return true;
     });
+    // What the reads seeded may answer the requests that came while they were made.
+    _recheck_resumes = true;
 }
 
 // Queues the answer for the stream; a replay past the bounds becomes a reset.
