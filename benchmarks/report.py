@@ -168,7 +168,7 @@ def main():
     for scen in sorted(runs):
         for s in SERVERS:
             r = runs[scen].get(s)
-            if not r:
+            if not r or "steps" not in r:  # the resume storm has a table of its own
                 continue
             cpu = max((st["cpu_us_per_frame"] for st in r["steps"]), default=0)
             lines.append(
@@ -259,6 +259,51 @@ def main():
             churned = median(r.get("churned", 0) for r in runs_of)
             lines.append(f"| {label} | {p:.1f} | {ratio(p, q)} | {cpu:.2f} | "
                          f"{sum(r['lost'] for r in runs_of)} | {churned:.0f} |")
+        lines.append("")
+
+    storms = sorted((k, rs["jugglite"]) for k, rs in runs.items()
+                    if k.startswith("resume.storm") and "jugglite" in rs)
+    if storms:
+        lines.append("## Resume: a Last-Event-ID reconnect storm")
+        lines.append("")
+        first = storms[0][1]
+        lines.append(f"{first['conns']} streams on {first['channels']} channels, FCALL jugglite_publish at "
+                     f"{first['rate']:.0f} msg/s; jugglite --history killed (SIGKILL), restarted 1 s later, and "
+                     "every stream reconnects at once with its Last-Event-ID while publishing goes on. "
+                     "Caught up: the stream has received the last message published on its channel before "
+                     "the reconnects began; times from the restart. Redis commands: jugglite's own during "
+                     "the storm, from the restart until every stream caught up (the publisher's FCALLs and "
+                     "the commands they run are left out).")
+        lines.append("")
+        lines.append("| round | caught up | all caught up (s) | p50 ms | p99 ms | max ms | lost | duplicates | resets | XRANGE | MULTI | jugglite's Redis commands |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        publisher_side = {"fcall", "xadd", "xrevrange", "xtrim", "pexpire", "set", "info"}
+        for k, r in storms:
+            by = r["redis_commands_by_name"]
+            calls = by.get("fcall", 0)
+            # Each FCALL also runs GET, TIME and PUBLISH once: those are the publisher's too.
+            own = sum(v for name, v in by.items() if name not in publisher_side) - 3 * calls
+            ms = r["caught_up_ms"]
+            lines.append(f"| {k.rsplit('.', 1)[-1]} | {r['caught_up']}/{r['conns']} | {r['all_caught_up_s']:.2f} | "
+                         f"{ms['p50']:.0f} | {ms['p99']:.0f} | {ms['max']:.0f} | {r['lost']} | {r['duplicates']} | "
+                         f"{r['resets']} | {by.get('xrange', 0)} | {by.get('multi', 0)} | {own} |")
+        lines.append("")
+    fan = {mode: [rs["jugglite"] for k, rs in runs.items()
+                  if k.startswith(f"resume.fanout-{mode}") and "jugglite" in rs] for mode in ["publish", "fcall"]}
+    if fan["publish"] and fan["fcall"]:
+        lines.append("## Resume: fan-out cost of FCALL jugglite_publish against PUBLISH")
+        lines.append("")
+        lines.append(f"jugglite --history, {fan['publish'][0]['conns']} streams, 5 msg/s, 64 B; medians of "
+                     f"{len(fan['publish'])} alternating rounds.")
+        lines.append("")
+        lines.append("| published with | p99 ms | CPU us/frame | vs PUBLISH | lost |")
+        lines.append("|---|---|---|---|---|")
+        base_cpu = median(r["steps"][0]["cpu_us_per_frame"] for r in fan["publish"])
+        for mode, label in [("publish", "PUBLISH"), ("fcall", "FCALL jugglite_publish")]:
+            rs = fan[mode]
+            cpu = median(r["steps"][0]["cpu_us_per_frame"] for r in rs)
+            p = median(r["steps"][0]["p99_ms"] for r in rs)
+            lines.append(f"| {label} | {p:.1f} | {cpu:.2f} | {ratio(cpu, base_cpu)} | {sum(r['lost'] for r in rs)} |")
         lines.append("")
 
     # Plots.
