@@ -62,6 +62,10 @@ std::string history_key(const history_settings& s, std::string_view channel) {
     return history_stream_key(s.prefix + "h", channel);
 }
 
+std::string history_fingerprint(const history_settings& s) {
+    return fmt::format("prefix={} length={} ttl_ms={}", s.prefix, s.length, s.ttl.count());
+}
+
 std::string history_library(const history_settings& s) {
     std::string tags;
     tags.reserve(cluster_slots * 7);
@@ -76,6 +80,7 @@ local PREFIX = {prefix}
 local CLOCK = PREFIX .. "clock"
 local MAXLEN = {length}
 local TTL_MS = {ttl}
+local SETTINGS = {settings}
 -- TAGS[slot + 1]: a short string whose cluster slot is `slot`, so that a channel's stream
 -- key "<prefix>h{{tag}}:<channel>" lives in the channel's own slot, whatever its name.
 local TAGS = {{{tags}}}
@@ -104,9 +109,12 @@ local function hash_tag(key)
   return string.sub(key, open + 1, close - 1)
 end
 
+-- "<ms>-<seq>" as two numbers, or nil for anything else (a clock key someone overwrote).
 local function parse_id(text)
-  local dash = string.find(text, "-", 1, true)
-  return tonumber(string.sub(text, 1, dash - 1)), tonumber(string.sub(text, dash + 1))
+  if type(text) ~= "string" then return nil end
+  local ms, seq = string.match(text, "^(%d+)-(%d+)$")
+  if not ms then return nil end
+  return tonumber(ms), tonumber(seq)
 end
 
 local function format_id(ms, seq)
@@ -123,18 +131,15 @@ local function publish(keys, args)
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   -- One clock for every channel of this Redis: ids order messages across channels.
   local ms, seq = now, 0
-  local last = redis.call("GET", CLOCK)
-  if last then
-    local lms, lseq = parse_id(last)
-    if lms >= now then ms, seq = lms, lseq + 1 end
-  end
+  local lms, lseq = parse_id(redis.call("GET", CLOCK))
+  if lms and lms >= now then ms, seq = lms, lseq + 1 end
   -- The channel's previous entry; past it in any case (should the clock key be lost).
   local prev = ""
   local top = redis.call("XREVRANGE", key, "+", "-", "COUNT", 1)
   if #top > 0 then
     prev = top[1][1]
     local pms, pseq = parse_id(prev)
-    if pms > ms or (pms == ms and pseq >= seq) then ms, seq = pms, pseq + 1 end
+    if pms and (pms > ms or (pms == ms and pseq >= seq)) then ms, seq = pms, pseq + 1 end
   end
   local id = format_id(ms, seq)
   redis.call("SET", CLOCK, id)
@@ -148,10 +153,13 @@ end
 redis.register_function{{function_name = "jugglite_publish", callback = publish}}
 redis.register_function{{function_name = "jugglite_version", callback = function() return VERSION end,
                          flags = {{"no-writes"}}}}
+-- The settings this library was generated with: a jugglite with other settings loads its own.
+redis.register_function{{function_name = "jugglite_settings", callback = function() return SETTINGS end,
+                         flags = {{"no-writes"}}}}
 )LUA",
                        fmt::arg("version", history_version), fmt::arg("prefix", lua_quote(s.prefix)),
                        fmt::arg("length", s.length), fmt::arg("ttl", s.ttl.count()),
-                       fmt::arg("tags", tags));
+                       fmt::arg("tags", tags), fmt::arg("settings", lua_quote(history_fingerprint(s))));
 }
 
 }  // namespace jugglite

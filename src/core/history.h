@@ -34,6 +34,9 @@ struct history_settings {
 // key the library writes.
 [[nodiscard]] std::string history_key(const history_settings& s, std::string_view channel);
 
+// The settings the library is generated with, as its jugglite_settings function returns them.
+[[nodiscard]] std::string history_fingerprint(const history_settings& s);
+
 // The Lua source of the library, for FUNCTION LOAD REPLACE (also printed for operators who
 // load it themselves).
 [[nodiscard]] std::string history_library(const history_settings& s);

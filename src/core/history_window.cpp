@@ -15,13 +15,20 @@ std::size_t cost(const history_entry& e) noexcept {
 std::optional<stream_id> stream_read::base() const noexcept {
     if (entries.empty()) return std::nullopt;
     if (entries.front().id == from) return from;
-    return first_previous.value_or(stream_id{});
+    return first_previous.value_or(expiry_floor);
+}
+
+bool stream_read::covers(stream_id from_id) const noexcept {
+    // Nothing after the id: nothing was lost unless the stream expired.
+    if (entries.empty()) return from_id >= expiry_floor;
+    return *base() <= from_id;
 }
 
 void history_window::collect(stream_id from, stream_id upto, std::vector<history_entry>& out) const {
     auto it = std::upper_bound(_entries.begin(), _entries.end(), from,
                                [](stream_id id, const history_entry& e) { return id < e.id; });
-    for (; it != _entries.end() && it->id <= upto; ++it) out.push_back(*it);
+    for (; it != _entries.end() && it->id <= upto; ++it)
+        if (it->frame) out.push_back(*it);
 }
 
 history_windows::history_windows(std::size_t max_bytes, std::size_t max_entries)
@@ -133,7 +140,8 @@ std::vector<history_entry> history_windows::catch_up(std::string_view channel, c
 
 void history_windows::seed(std::string_view channel, const stream_read& read, stream_id read_end) {
     auto base = read.base();
-    if (!base) return;
+    // A read that stopped at its bounds does not reach the present: it can't be the history.
+    if (!base || read.truncated) return;
     history_window& w = window(channel);
     if (w._state == history_window::state::stale) return;
     if (w._state == history_window::state::unknown) {

@@ -29,6 +29,8 @@
 namespace jugglite {
 
 // One message of a channel's history: its id and its frame (whose frame::id is the same).
+// A null frame stands for a message too large to deliver (--max-message-bytes): it keeps
+// the window's chain of ids whole, and is never sent.
 struct history_entry {
     stream_id id;
     frame_ref frame;
@@ -39,13 +41,19 @@ struct stream_read {
     stream_id from;
     std::vector<history_entry> entries;     // in id order
     std::optional<stream_id> first_previous;  // the previous id stored with entries.front()
-    bool truncated = false;                 // stopped at its COUNT: more entries follow
+    bool truncated = false;                 // stopped at its bounds: more entries follow
+    // Entries older than this may have expired with their stream (--history-ttl before
+    // the read), leaving nothing behind to tell.
+    stream_id expiry_floor;
 
     // The base of what the read holds: every entry after it up to the read's end is in
     // `entries`. nullopt when the read holds nothing it can vouch for (it is empty).
-    // An entry stored without a previous id was the first of its stream: nothing before
-    // it is lost, so the base is 0-0.
+    // An entry stored without a previous id was the first of its stream generation:
+    // nothing before it is missing, unless an older generation expired, which only
+    // entries older than expiry_floor can have been in.
     [[nodiscard]] std::optional<stream_id> base() const noexcept;
+    // True when the read proves every entry after `from` up to its end is in `entries`.
+    [[nodiscard]] bool covers(stream_id from) const noexcept;
 };
 
 class history_window {

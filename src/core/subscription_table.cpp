@@ -118,6 +118,11 @@ std::vector<std::string> subscription_table::on_link_up() {
     return out;
 }
 
+bool subscription_table::subscribed(std::string_view name) const {
+    auto it = _channels.find(name);
+    return it != _channels.end() && it->second.last == told::subscribe && it->second.unanswered == 0;
+}
+
 shard_mask subscription_table::shards_for(std::string_view name) const {
     auto it = _channels.find(name);
     return it == _channels.end() ? 0 : it->second.shards;

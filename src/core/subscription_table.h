@@ -65,6 +65,9 @@ public:
     // Returns them; the caller sends them in batches.
     [[nodiscard]] std::vector<std::string> on_link_up();
 
+    // True when Redis has confirmed `name`'s SUBSCRIBE on the current link and no later
+    // command for it is unanswered.
+    [[nodiscard]] bool subscribed(std::string_view name) const;
     // Shards that want `name` (0 if none): where its messages go.
     [[nodiscard]] shard_mask shards_for(std::string_view name) const;
     // Channels known to the table: wanted, within their grace period, or with a command

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -33,8 +34,9 @@ reply_ptr command(redisContext* c, const std::vector<std::string>& args) {
 }
 
 // One XRANGE reply as a stream_read: each entry's "d" is its payload, "p" its previous id.
-// Frames are built here, off the redis thread. Stops (truncated) at the replay bounds.
-bool parse_read(const redisReply& r, stream_read& out) {
+// Frames are built here, off the redis thread. Stops (truncated) at the replay bounds. A
+// payload over `max_payload` (--max-message-bytes) gets no frame, as it got none live.
+bool parse_read(const redisReply& r, stream_read& out, std::size_t max_payload) {
     if (r.type != REDIS_REPLY_ARRAY) return false;
     std::size_t bytes = 0;
     for (std::size_t i = 0; i < r.elements; ++i) {
@@ -58,6 +60,10 @@ bool parse_read(const redisReply& r, stream_read& out) {
             return true;
         }
         if (out.entries.empty() && !previous.empty()) out.first_previous = stream_id::parse(previous);
+        if (payload.size() > max_payload) {
+            out.entries.push_back({*id, frame_ref{}});
+            continue;
+        }
         out.entries.push_back({*id, make_sse_frame(payload, 0, {*id, false})});
         bytes += payload.size();
     }
@@ -79,7 +85,8 @@ history_reader::history_reader(const config& cfg, history_link& link, std::atomi
       _stop(stop),
       _metrics(metrics),
       _marker(marker_channel(cfg)),
-      _library(history_library(cfg.history)) {}
+      _library(history_library(cfg.history)),
+      _fingerprint(history_fingerprint(cfg.history)) {}
 
 history_reader::~history_reader() = default;
 
@@ -91,13 +98,15 @@ void history_reader::run() noexcept {
             _next_check_ms = now + limits::history_library_check.count();
             if (!ensure_library()) continue;
         }
-        bool worked = false;
-        while (auto b = _link.batches.try_pop()) {
-            worked = true;
-            history_batch_result r = execute(*b);
-            // The redis thread takes results as they come and keeps few batches in flight,
-            // so its queue has room; should it not, the batch is lost and retried by its
-            // deadline there.
+        // The redis thread has one batch in flight: an older one still queued was given up
+        // (its deadline passed), so only the newest is run.
+        std::optional<history_batch> batch;
+        while (auto b = _link.batches.try_pop()) batch = std::move(b);
+        const bool worked = batch.has_value();
+        if (batch) {
+            history_batch_result r = execute(*batch);
+            // One batch in flight means the results queue has room; should it not, the
+            // result is lost and the batch asked again after its deadline there.
             (void)_link.results.try_push(std::move(r));
             wake_if_sleeping(_link.subscriber_wake->flag, _link.subscriber_wake->eventfd);
         }
@@ -156,9 +165,24 @@ bool history_reader::ensure_library() noexcept {
         disconnect(_ctx->errstr, monotonic_ms());
         return false;
     }
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= history_version) {
-        _link.library_ready.store(true, std::memory_order_relaxed);
+    if (r->type == REDIS_REPLY_INTEGER && r->integer > history_version) {
+        _link.library_ready.store(true, std::memory_order_relaxed);  // a newer jugglite's
         return true;
+    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == history_version) {
+        reply_ptr settings = command(_ctx.get(), {"FCALL_RO", "jugglite_settings", "0"});
+        if (!settings) {
+            disconnect(_ctx->errstr, monotonic_ms());
+            return false;
+        }
+        if (settings->type == REDIS_REPLY_STRING && str(*settings) == _fingerprint) {
+            _link.library_ready.store(true, std::memory_order_relaxed);
+            return true;
+        }
+        // Loaded with other settings: by an earlier run, or by another node configured
+        // differently, which would make them take turns.
+        log::warn("history: the jugglite library in Redis has other settings ({}); loading ours ({})",
+                  settings->type == REDIS_REPLY_STRING ? str(*settings) : "unknown", _fingerprint);
     }
     reply_ptr load = command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
     if (!load) {
@@ -185,30 +209,40 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
     history_batch_result out;
     out.token = b.token;
     if (!_ctx) return out;
-    const std::string count = std::to_string(limits::replay_max_entries + 1);
     try {
-        redisAppendCommand(_ctx.get(), "MULTI");
-        for (const auto& read : b.reads) {
-            std::string key = history_key(_cfg.history, _cfg.namespace_prefix + read.channel);
-            std::string from = read.from.text();
-            const char* argv[] = {"XRANGE", key.c_str(), from.c_str(), "+", "COUNT", count.c_str()};
-            std::size_t lens[] = {6, key.size(), from.size(), 1, 5, count.size()};
-            redisAppendCommandArgv(_ctx.get(), 6, argv, lens);
+        // Every argument first: once MULTI is appended, nothing may fail before EXEC is, or
+        // the connection's replies would no longer match its commands.
+        const std::string count = std::to_string(limits::replay_max_entries + 1);
+        std::vector<std::vector<std::string>> commands;
+        commands.reserve(b.reads.size() + 5);
+        commands.push_back({"MULTI"});
+        for (const auto& read : b.reads)
+            commands.push_back({"XRANGE", history_key(_cfg.history, _cfg.namespace_prefix + read.channel),
+                                read.from.text(), "+", "COUNT", count});
+        commands.push_back({"GET", _cfg.history.prefix + "clock"});
+        commands.push_back({"TIME"});
+        commands.push_back({"PUBLISH", _marker, std::to_string(b.token)});
+        commands.push_back({"EXEC"});
+        std::vector<const char*> argv;
+        std::vector<std::size_t> lens;
+        for (const auto& args : commands) {
+            argv.clear();
+            lens.clear();
+            for (const auto& a : args) {
+                argv.push_back(a.data());
+                lens.push_back(a.size());
+            }
+            if (redisAppendCommandArgv(_ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+                REDIS_OK) {
+                disconnect(_ctx->errstr, monotonic_ms());
+                _metrics.read_errors.bump();
+                return out;
+            }
         }
-        std::string clock = _cfg.history.prefix + "clock";
-        std::string token = std::to_string(b.token);
-        const char* get[] = {"GET", clock.c_str()};
-        std::size_t get_lens[] = {3, clock.size()};
-        redisAppendCommandArgv(_ctx.get(), 2, get, get_lens);
-        redisAppendCommand(_ctx.get(), "TIME");
-        const char* pub[] = {"PUBLISH", _marker.c_str(), token.c_str()};
-        std::size_t pub_lens[] = {7, _marker.size(), token.size()};
-        redisAppendCommandArgv(_ctx.get(), 3, pub, pub_lens);
-        redisAppendCommand(_ctx.get(), "EXEC");
         // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
-        const std::size_t queued = b.reads.size() + 4;
+        const std::size_t replies = commands.size();
         reply_ptr exec;
-        for (std::size_t i = 0; i <= queued; ++i) {
+        for (std::size_t i = 0; i < replies; ++i) {
             void* raw = nullptr;
             if (redisGetReply(_ctx.get(), &raw) != REDIS_OK) {
                 disconnect(_ctx->errstr, monotonic_ms());
@@ -216,37 +250,47 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
                 return out;
             }
             reply_ptr r(static_cast<redisReply*>(raw));
-            if (i == queued) exec = std::move(r);
+            if (i + 1 == replies) exec = std::move(r);
         }
         _metrics.batches.bump();
         _metrics.reads.bump(b.reads.size());
-        if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != queued - 1) {
+        const std::size_t n = b.reads.size();
+        if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != n + 3) {
             _metrics.read_errors.bump();
             log::warn("history: a batch of reads failed: {}",
                       exec && exec->type == REDIS_REPLY_ERROR ? str(*exec) : "unexpected reply");
             return out;
         }
-        out.reads.resize(b.reads.size());
-        for (std::size_t i = 0; i < b.reads.size(); ++i) {
-            out.reads[i].from = b.reads[i].from;
-            const redisReply& r = *exec->element[i];
-            // A key of another type (WRONGTYPE) is no history: read as empty.
-            if (r.type != REDIS_REPLY_ERROR && !parse_read(r, out.reads[i])) {
-                _metrics.read_errors.bump();
-                return out;
-            }
+        const redisReply& marker = *exec->element[n + 2];
+        if (marker.type != REDIS_REPLY_INTEGER || marker.integer < 1) {
+            // Nobody heard the marker (our subscription is gone): the batch can't be placed.
+            _metrics.read_errors.bump();
+            return out;
         }
-        const redisReply& clock_reply = *exec->element[b.reads.size()];
-        if (clock_reply.type == REDIS_REPLY_STRING)
-            out.clock = stream_id::parse(str(clock_reply)).value_or(stream_id{});
-        const redisReply& time = *exec->element[b.reads.size() + 1];
+        const redisReply& time = *exec->element[n + 1];
         if (time.type == REDIS_REPLY_ARRAY && time.elements == 2 && time.element[0]->type == REDIS_REPLY_STRING &&
             time.element[1]->type == REDIS_REPLY_STRING)
             out.redis_ms = std::stoll(std::string(str(*time.element[0]))) * 1000 +
                            std::stoll(std::string(str(*time.element[1]))) / 1000;
+        const std::int64_t floor_ms = out.redis_ms - _cfg.history.ttl.count();
+        out.reads.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            out.reads[i].from = b.reads[i].from;
+            out.reads[i].expiry_floor = {static_cast<std::uint64_t>(std::max<std::int64_t>(floor_ms, 0)), 0};
+            const redisReply& r = *exec->element[i];
+            // A key of another type (WRONGTYPE) is no history: read as empty.
+            if (r.type != REDIS_REPLY_ERROR && !parse_read(r, out.reads[i], _cfg.max_message_bytes)) {
+                _metrics.read_errors.bump();
+                return out;
+            }
+        }
+        const redisReply& clock_reply = *exec->element[n];
+        if (clock_reply.type == REDIS_REPLY_STRING)
+            out.clock = stream_id::parse(str(clock_reply)).value_or(stream_id{});
         out.ok = true;
-    } catch (const std::exception& e) {  // bad_alloc building frames
+    } catch (const std::exception&) {  // out of memory: the replies may be half read
         _metrics.read_errors.bump();
+        disconnect("out of memory reading a batch", monotonic_ms());
         out = history_batch_result{};
         out.token = b.token;
     }

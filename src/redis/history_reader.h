@@ -28,6 +28,7 @@ namespace jugglite {
 struct history_read {
     std::string channel;
     stream_id from;
+    bool catch_up = false;  // for a channel catching up, not for resuming streams
 };
 
 struct history_batch {
@@ -78,6 +79,7 @@ private:
     history_metrics& _metrics;
     std::string _marker;
     std::string _library;
+    std::string _fingerprint;
     std::unique_ptr<redisContext, context_deleter> _ctx;
     std::int64_t _next_attempt_ms = 0;
     std::int64_t _backoff_ms = 0;

@@ -330,6 +330,12 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
             case command::auth:
                 disconnect(fmt::format("AUTH failed: {}", str(r)));
                 return;
+            case command::marker:
+                // History's reads can't be placed without it (see subscriber_history.cpp):
+                // resumes are answered from memory or end with a retry; delivery goes on.
+                log::warn("redis: SUBSCRIBE {} (history's marker) refused: {}; resuming from "
+                          "Redis is off until it is allowed", _marker, str(r));
+                return;
             case command::subscribe:
                 if (failed.channels.size() > 1) {
                     // One forbidden channel fails the whole command and the error names
@@ -399,7 +405,7 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
                 _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
             const std::string& name = cmd.channels[cmd.answered];
             if (cmd.kind == command::subscribe) {
-                if (_history) history_subscribed(name);
+                if (_history) history_subscribed(name, now);
                 notify(_table.on_subscribed(name), channel_notice::ready, name);
             } else
                 _table.on_unsubscribed(name);
@@ -415,26 +421,32 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
         return;
     }
     channel.remove_prefix(_cfg.namespace_prefix.size());
-    if (_table.shards_for(channel) == 0) {  // the last subscriber left while this message was on its way
+    // A channel in its unsubscribe grace has no shard to deliver to, but its history window
+    // must see every message, or a client back within the grace would be answered from a
+    // window that lacks it.
+    const bool windowed = _history && _windows->find(channel) != nullptr;
+    if (_table.shards_for(channel) == 0 && !windowed) {  // the last subscriber left meanwhile
         _metrics.messages_unrouted.bump();
         return;
     }
     // FCALL jugglite_publish wraps the payload in an envelope that carries its entry id.
     auto envelope = parse_envelope(payload);
     if (envelope) payload = envelope->payload;
-    if (payload.size() > _cfg.max_message_bytes) {
-        // Dropped here, once, rather than at every connection it would overflow.
-        _metrics.messages_dropped_too_large.bump();
-        log::warn("redis: dropping a {} byte message on '{}': larger than --max-message-bytes {}",
-                  payload.size(), channel, _cfg.max_message_bytes);
-        return;
-    }
+    const stream_id id = envelope ? envelope->id : stream_id{};
     try {
-        // Built in place, once for every shard. With --history only an entry id is an SSE id.
-        sse_id_source ids{envelope ? envelope->id : stream_id{}, !_cfg.history_enabled};
-        frame_ref f = make_sse_frame(payload, ++_seq, ids);
-        if (_history && !admit_live(channel, f, envelope ? envelope->previous : std::nullopt)) return;
-        fan_out(channel, f);
+        frame_ref f;
+        if (payload.size() > _cfg.max_message_bytes) {
+            // Dropped here, once, rather than at every connection it would overflow. Its id
+            // still goes into the history window (with no frame), which stays whole.
+            _metrics.messages_dropped_too_large.bump();
+            log::warn("redis: dropping a {} byte message on '{}': larger than --max-message-bytes {}",
+                      payload.size(), channel, _cfg.max_message_bytes);
+        } else {
+            // Built in place, once for every shard. With --history only an entry id is an SSE id.
+            f = make_sse_frame(payload, ++_seq, {id, !_cfg.history_enabled});
+        }
+        if (_history && !admit_live(channel, id, f, envelope ? envelope->previous : std::nullopt)) return;
+        if (f) fan_out(channel, f);
     } catch (const std::bad_alloc&) {
         _metrics.messages_dropped_no_memory.bump();
     }

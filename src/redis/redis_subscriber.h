@@ -45,6 +45,26 @@ public:
     void run() noexcept;
 
 private:
+    // History (--history). See subscriber_history.cpp.
+    struct held_message {
+        stream_id id;                       // empty: a plain PUBLISH
+        frame_ref frame;                    // null: too large to deliver
+        std::optional<stream_id> previous;
+    };
+    // A channel catching up: its live messages wait here until the read from its window's
+    // tail is routed.
+    struct catch_up {
+        std::uint64_t batch = 0;  // the batch reading it; 0: not asked yet
+        std::int64_t deadline_ms = 0;  // given up then (Redis not answering the reads)
+        std::deque<held_message> held;
+    };
+    struct pending_resume {
+        unsigned shard;
+        resume_request req;
+        std::uint64_t batch = 0;  // the batch whose reads answer it; 0: none yet
+        std::int64_t deadline_ms;
+    };
+
     struct context_deleter {
         void operator()(redisContext* c) const noexcept;
     };
@@ -84,11 +104,15 @@ private:
 
     // History and resume (subscriber_history.cpp). A live message on a channel that is
     // catching up is held until the catch-up is routed; admit_live says whether it goes now.
-    [[nodiscard]] bool admit_live(std::string_view channel, const frame_ref& f,
+    // `f` is null for a message too large to deliver; `id` is empty for a plain PUBLISH.
+    [[nodiscard]] bool admit_live(std::string_view channel, stream_id id, const frame_ref& f,
                                   std::optional<stream_id> previous);
-    void start_catch_up(std::string_view channel);
+    catch_up& start_catch_up(std::string_view channel, std::int64_t now);
     void finish_catch_up(const std::string& channel, const stream_read& read);
+    void abandon_catch_up(std::string_view channel);
+    void release(std::string_view channel, std::deque<held_message> held);
     void on_marker(std::string_view token) noexcept;
+    void finish_batch_safely() noexcept;
     void history_turn(std::int64_t now) noexcept;
     void drain_resumes(std::int64_t now);
     void take_history_results(std::int64_t now);
@@ -101,7 +125,7 @@ private:
     void flush_answers() noexcept;
     void history_link_lost() noexcept;
     void history_link_up(std::span<const std::string> channels) noexcept;
-    void history_subscribed(const std::string& channel);
+    void history_subscribed(const std::string& channel, std::int64_t now) noexcept;
     void history_unsubscribed(std::span<const std::string> channels) noexcept;
 
     // Shards.
@@ -137,23 +161,6 @@ private:
     std::uint64_t _shards_to_wake = 0;        // bitmask
     std::int64_t _last_drop_log_ms = 0;
 
-    // History (--history). See subscriber_history.cpp.
-    struct held_message {
-        frame_ref frame;
-        std::optional<stream_id> previous;
-    };
-    // A channel catching up: its live messages wait here until the read from its window's
-    // tail is routed.
-    struct catch_up {
-        std::uint64_t batch = 0;  // the batch reading it; 0: not asked yet
-        std::deque<held_message> held;
-    };
-    struct pending_resume {
-        unsigned shard;
-        resume_request req;
-        std::uint64_t batch = 0;  // the batch whose reads answer it; 0: none yet
-        std::int64_t deadline_ms;
-    };
     history_link* _history = nullptr;
     history_metrics* _hm = nullptr;
     std::optional<history_windows> _windows;

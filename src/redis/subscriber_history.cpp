@@ -34,74 +34,99 @@ std::size_t frame_bytes(const std::vector<history_entry>& entries) {
 
 }  // namespace
 
-bool redis_subscriber::admit_live(std::string_view channel, const frame_ref& f,
+bool redis_subscriber::admit_live(std::string_view channel, stream_id id, const frame_ref& f,
                                   std::optional<stream_id> previous) {
-    if (auto it = _catch_ups.empty() ? _catch_ups.end() : _catch_ups.find(channel); it != _catch_ups.end()) {
-        auto& held = it->second.held;
-        if (held.size() >= limits::catch_up_hold_max) {
-            // Redis is not answering the read: stop holding, at the cost of the gap.
-            _hm->catch_ups_abandoned.bump();
-            log::warn("history: catching up '{}' abandoned after {} held messages", channel, held.size());
-            std::deque<held_message> out = std::move(held);
-            _catch_ups.erase(it);
-            for (auto& m : out) {
-                if (!m.frame->id().empty()) {
-                    _routed_max = std::max(_routed_max, m.frame->id());
-                    _windows->forget(channel);
-                }
-                fan_out(channel, m.frame);
+    if (!_catch_ups.empty()) {
+        if (auto it = _catch_ups.find(channel); it != _catch_ups.end()) {
+            if (it->second.held.size() < limits::catch_up_hold_max) {
+                it->second.held.push_back({id, f, previous});
+                return false;
             }
-            return true;
+            abandon_catch_up(channel);  // then this message goes as any other
         }
-        held.push_back({f, previous});
-        return false;
     }
-    if (f->id().empty()) return true;  // a plain PUBLISH: no history
-    if (_windows->on_live(channel, {f->id(), f}, previous) == history_windows::fit::gap) {
+    if (id.empty()) return true;  // a plain PUBLISH: no history
+    if (_windows->on_live(channel, {id, f}, previous) == history_windows::fit::gap) {
         _hm->gaps.bump();
-        start_catch_up(channel);
-        _catch_ups.find(channel)->second.held.push_back({f, previous});
+        start_catch_up(channel, monotonic_ms()).held.push_back({id, f, previous});
         return false;
     }
-    _routed_max = std::max(_routed_max, f->id());
+    _routed_max = std::max(_routed_max, id);
     return true;
 }
 
-void redis_subscriber::start_catch_up(std::string_view channel) {
-    _catch_ups.try_emplace(std::string(channel));
+redis_subscriber::catch_up& redis_subscriber::start_catch_up(std::string_view channel, std::int64_t now) {
+    auto [it, fresh] = _catch_ups.try_emplace(std::string(channel));
+    if (fresh) it->second.deadline_ms = now + limits::resume_timeout.count();
+    return it->second;
 }
 
-// The read from the window's tail is in, taken when everything it holds had been routed:
-// route what followed the tail, then what was held that the read did not hold.
-void redis_subscriber::finish_catch_up(const std::string& channel, const stream_read& read) {
+// Redis did not answer the catch-up's reads in time (or it held too much): what it held
+// goes out, at the cost of the gap, and the window restarts from those messages.
+void redis_subscriber::abandon_catch_up(std::string_view channel) {
     auto it = _catch_ups.find(channel);
     if (it == _catch_ups.end()) return;
+    _hm->catch_ups_abandoned.bump();
+    log::warn("history: catching up '{}' abandoned ({} messages held); messages before them may "
+              "be missing from streams", channel, it->second.held.size());
     std::deque<held_message> held = std::move(it->second.held);
     _catch_ups.erase(it);
     _recheck_resumes = true;
+    _windows->forget(channel);
+    for (auto& m : held) {
+        if (!m.id.empty()) {
+            // Known again from the first message on (a window restarts at a message's
+            // previous id), restarting at each further gap.
+            if (_windows->on_live(channel, {m.id, m.frame}, m.previous) == history_windows::fit::gap) {
+                _windows->forget(channel);
+                (void)_windows->on_live(channel, {m.id, m.frame}, m.previous);
+            }
+            _routed_max = std::max(_routed_max, m.id);
+        }
+        if (m.frame) fan_out(channel, m.frame);
+    }
+}
+
+// The read from the window's tail is in, taken when everything it holds had been routed:
+// route what followed the tail, then what was held that the read did not hold. A read that
+// stopped at its bounds is followed by another, from its end, before the held messages go.
+void redis_subscriber::finish_catch_up(const std::string& channel, const stream_read& read) {
+    auto it = _catch_ups.find(channel);
+    if (it == _catch_ups.end()) return;
     _hm->catch_ups.bump();
     std::vector<history_entry> fresh = _windows->catch_up(channel, read);
-    _hm->caught_up.bump(fresh.size());
     for (const auto& e : fresh) {
         _routed_max = std::max(_routed_max, e.id);
+        if (!e.frame) continue;
+        _hm->caught_up.bump();
         fan_out(channel, e.frame);
     }
+    if (read.truncated) {
+        it->second.batch = 0;
+        return;
+    }
+    std::deque<held_message> held = std::move(it->second.held);
+    _catch_ups.erase(it);
+    _recheck_resumes = true;
+    release(channel, std::move(held));
+}
+
+// Routes the messages a finished catch-up held, skipping those its read already routed.
+void redis_subscriber::release(std::string_view channel, std::deque<held_message> held) {
     while (!held.empty()) {
         held_message m = std::move(held.front());
         held.pop_front();
-        if (m.frame->id().empty()) {
-            fan_out(channel, m.frame);
-            continue;
+        if (!m.id.empty()) {
+            const history_window* w = _windows->find(channel);
+            if (w && m.id <= w->tail()) continue;  // the read held it
         }
-        const history_window* w = _windows->find(channel);
-        if (w && m.frame->id() <= w->tail()) continue;  // the read held it
-        if (!admit_live(channel, m.frame, m.previous)) {
-            // Another gap (the read stopped at its COUNT): the rest waits for the next read.
+        if (!admit_live(channel, m.id, m.frame, m.previous)) {
+            // Another gap: the rest waits behind it for the next read.
             auto& next = _catch_ups.find(channel)->second.held;
             for (auto& rest : held) next.push_back(std::move(rest));
             return;
         }
-        fan_out(channel, m.frame);
+        if (m.frame) fan_out(channel, m.frame);
     }
 }
 
@@ -126,9 +151,14 @@ void redis_subscriber::history_link_up(std::span<const std::string> channels) no
 
 // A channel subscribed (again): a window that knew it before the link was lost catches up
 // from its tail before its messages go on.
-void redis_subscriber::history_subscribed(const std::string& channel) {
+void redis_subscriber::history_subscribed(const std::string& channel, std::int64_t now) noexcept {
     const history_window* w = _windows->find(channel);
-    if (w && w->status() == history_window::state::stale) start_catch_up(channel);
+    if (!w || w->status() != history_window::state::stale) return;
+    try {
+        start_catch_up(channel, now);
+    } catch (const std::bad_alloc&) {
+        _windows->forget(channel);  // its position is lost with it: it restarts unknown
+    }
 }
 
 void redis_subscriber::history_unsubscribed(std::span<const std::string> channels) noexcept {
@@ -141,7 +171,24 @@ void redis_subscriber::history_unsubscribed(std::span<const std::string> channel
 void redis_subscriber::on_marker(std::string_view token) noexcept {
     if (_batch_token == 0 || token != std::to_string(_batch_token)) return;
     _batch_marked = true;
-    if (_batch_result) finish_batch();
+    if (_batch_result) finish_batch_safely();
+}
+
+// A batch that can't be finished (out of memory) is asked again, whole.
+void redis_subscriber::finish_batch_safely() noexcept {
+    const std::uint64_t token = _batch_token;
+    try {
+        finish_batch();
+    } catch (const std::bad_alloc&) {
+        log::warn("history: out of memory answering a batch of reads; asking again");
+        for (auto& [channel, cu] : _catch_ups)
+            if (cu.batch == token) cu.batch = 0;
+        for (auto& p : _resumes)
+            if (p.batch == token) p.batch = 0;
+        _batch_token = 0;
+        _batch_result.reset();
+        _batch_marked = false;
+    }
 }
 
 // Every loop turn: resume requests in, answers out, batches of reads.
@@ -151,6 +198,10 @@ void redis_subscriber::history_turn(std::int64_t now) noexcept {
         take_history_results(now);
         if (_batch_token != 0 && now - _batch_sent_ms > 2 * limits::redis_reply_timeout.count())
             abandon_batch(now);
+        for (auto it = _catch_ups.begin(); it != _catch_ups.end();) {
+            const std::string channel = (it++)->first;  // abandoning erases it
+            if (_catch_ups.find(channel)->second.deadline_ms <= now) abandon_catch_up(channel);
+        }
         send_history_batch(now);
         // Requests that waited too long end with a retry: the client comes back with the
         // same Last-Event-ID.
@@ -207,7 +258,7 @@ void redis_subscriber::take_history_results(std::int64_t now) {
             continue;
         }
         _batch_result = std::move(*r);
-        if (_batch_marked) finish_batch();
+        if (_batch_marked) finish_batch_safely();
     }
 }
 
@@ -217,28 +268,31 @@ void redis_subscriber::send_history_batch(std::int64_t now) {
     if (_batch_token != 0 || !_marker_ready || _link != link_state::live || now < _next_batch_ms) return;
     std::vector<history_read> reads;
     std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> index;  // channel -> reads[i]
-    auto want = [&](const std::string& channel, stream_id from) {
+    auto want = [&](const std::string& channel, stream_id from, bool catch_up) {
         auto [it, fresh] = index.try_emplace(channel, reads.size());
-        if (fresh) reads.push_back({channel, from});
+        if (fresh) reads.push_back({channel, from, catch_up});
         else reads[it->second].from = std::min(reads[it->second].from, from);
     };
     const std::uint64_t token = ++_next_token;
     for (auto& [channel, cu] : _catch_ups) {
         if (reads.size() >= limits::history_reads_per_batch) break;
+        if (cu.batch != 0) continue;
         const history_window* w = _windows->find(channel);
-        want(channel, w ? w->tail() : stream_id{});
+        want(channel, w ? w->tail() : stream_id{}, true);
         cu.batch = token;
     }
     bool any_request = false;
     for (auto& p : _resumes) {
         if (p.batch != 0) continue;
         if (reads.size() >= limits::history_reads_per_batch) break;
+        // A channel catching up is answered from its window once caught up; one not yet
+        // subscribed (again) on this link can't be read in its place among the live messages.
         bool waits = false;
-        for (const auto& c : p.req.channels) waits |= _catch_ups.contains(c);
-        if (waits) continue;  // answered from the window once its channel caught up
+        for (const auto& c : p.req.channels) waits |= _catch_ups.contains(c) || !_table.subscribed(c);
+        if (waits) continue;
         for (const auto& c : p.req.channels) {
             const history_window* w = _windows->find(c);
-            if (p.req.from && !(w && w->covers(*p.req.from))) want(c, *p.req.from);
+            if (p.req.from && !(w && w->covers(*p.req.from))) want(c, *p.req.from, false);
         }
         p.batch = token;
         any_request = true;
@@ -282,25 +336,35 @@ void redis_subscriber::finish_batch() {
     _batch_token = 0;
     _batch_result.reset();
     _batch_marked = false;
-    const stream_id through = result.clock;
-    // The marker is in: every entry up to the clock read has reached this thread (routed,
-    // or held by a catch-up) or is in the reads.
+    // Every entry up to the clock read in the transaction has reached this thread (routed,
+    // or held by a catch-up) or is in the reads. Should the clock key be missing or behind
+    // (deleted, written under another prefix), the newest entry read stands in for it.
+    stream_id through = result.clock;
+    for (const auto& read : result.reads)
+        if (!read.entries.empty()) through = std::max(through, read.entries.back().id);
     _routed_max = std::max(_routed_max, through);
     std::unordered_map<std::string_view, const stream_read*> by_channel;
     for (std::size_t i = 0; i < reads.size(); ++i) {
         const std::string& channel = reads[i].channel;
-        auto cu = _catch_ups.find(channel);
-        if (cu != _catch_ups.end() && cu->second.batch == token) {
-            finish_catch_up(channel, result.reads[i]);
-        } else {
-            _windows->seed(channel, result.reads[i], through);
+        if (reads[i].catch_up) {
+            auto cu = _catch_ups.find(channel);
+            if (cu != _catch_ups.end() && cu->second.batch == token) finish_catch_up(channel, result.reads[i]);
+            continue;  // else abandoned meanwhile
         }
+        // Only a channel subscribed all along can take what the read holds as its history.
+        if (_table.subscribed(channel)) _windows->seed(channel, result.reads[i], through);
         by_channel[channel] = &result.reads[i];
     }
-    const std::uint64_t ttl = static_cast<std::uint64_t>(_cfg.history.ttl.count());
     std::erase_if(_resumes, [&](pending_resume& p) {
         if (p.batch != token) return false;
         const resume_request& req = p.req;
+        // A channel whose catch-up began while the reads were made would be replayed twice
+        // (by the reads and by the catch-up): answer once it has caught up.
+        for (const auto& c : req.channels)
+            if (_catch_ups.contains(c)) {
+                p.batch = 0;
+                return false;
+            }
         if (!req.from) {
             _hm->resets_malformed.bump();
             answer(p.shard, req, replay::reset, {}, through, "malformed");
@@ -325,23 +389,24 @@ void redis_subscriber::finish_batch() {
                 return false;
             }
             const stream_read& read = *it->second;
-            auto base = read.base();
-            // No entry after the id: nothing was lost unless the stream expired, which
-            // only happens ttl after its last message.
-            bool covered = base ? *base <= from
-                                : (from.ms + ttl >= static_cast<std::uint64_t>(std::max<std::int64_t>(result.redis_ms, 0)));
-            if (!covered) {
+            if (!read.covers(from)) {
                 _hm->resets_trimmed.bump();
                 answer(p.shard, req, replay::reset, {}, through, "trimmed");
                 return true;
             }
             if (read.truncated) {
+                // It stopped at its bounds before the present. A read from further back
+                // (another stream's id) may be what stopped it: this one is read on its own.
+                if (from > read.from) {
+                    p.batch = 0;
+                    return false;
+                }
                 _hm->resets_too_long.bump();
                 answer(p.shard, req, replay::reset, {}, through, "too_long");
                 return true;
             }
             for (const auto& e : read.entries)
-                if (e.id > from && e.id <= through) entries.push_back(e);
+                if (e.id > from && e.id <= through && e.frame) entries.push_back(e);
         }
         _hm->from_redis.bump();
         answer(p.shard, req, replay::entries, std::move(entries), through);

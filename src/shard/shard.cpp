@@ -314,6 +314,10 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                            _now_s >= c.expires_at_s) {
                     if (c.extras && c.extras->recheck) recheck_stream(c);
                     else expire_stream(c, id);
+                } else if (c.state == conn_state::streaming && c.extras && c.extras->resume &&
+                           !c.extras->resume->answered && _now_ms >= c.extras->resume->deadline_ms) {
+                    _metrics.resumes_failed.bump();
+                    end_with_retry(c, id, "history unavailable", "resume_failed");
                 } else if (c.state == conn_state::streaming && !c.send_inflight && _keepalive &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {
                     deliver(c, id, _keepalive);

@@ -31,6 +31,9 @@ void shard::ask_resume(connection& c, std::uint32_t id) noexcept {
         return;
     }
     r.asked = true;
+    // The redis thread answers within limits::resume_timeout (unavailable at the latest);
+    // this is the backstop should an answer be lost.
+    r.deadline_ms = _now_ms + limits::resume_timeout.count() + 5'000;
     flush_resumes();
 }
 

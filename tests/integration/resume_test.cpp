@@ -8,6 +8,7 @@
 #include <csignal>
 #include <thread>
 
+#include "core/history.h"
 #include "core/stream_id.h"
 #include "support/sse.h"
 
@@ -130,16 +131,18 @@ TEST_CASE("the lastEventId query parameter resumes as the header does") {
 TEST_CASE("two channels published in one millisecond resume merged in publish order") {
     history_setup h;
     auto a = unique_channel("a"), b = unique_channel("b");
+    auto live = raw_client::tcp(h.server.port());
+    live.get("/stream?channel=" + a + "," + b);
+    REQUIRE(live.read_until(": registered"));
     // One transaction: every id comes from the same millisecond.
     h.client.command({"MULTI"});
     for (int i = 0; i < 40; ++i) fcall(h.client, i % 2 ? a : b, "x" + std::to_string(i));
     h.client.command({"EXEC"});
-    // The ids, in order, from the streams' own view: read them back with a resume from 0.
-    auto all = resume(h.server.port(), "/stream?channel=" + a + "," + b, "0-1");
-    REQUIRE(all.read_until("data: x39\n\n"));
-    auto events = events_of(all.body());
+    REQUIRE(live.read_until("data: x39\n\n"));
+    auto events = events_of(live.body());
     REQUIRE(events.size() == 40);
     CHECK(data_of(events) == numbered("x", 0, 39));
+    auto first = *jugglite::stream_id::parse(events[0].id);
     for (std::size_t i = 1; i < events.size(); ++i)
         CHECK(*jugglite::stream_id::parse(events[i - 1].id) < *jugglite::stream_id::parse(events[i].id));
 
@@ -147,6 +150,11 @@ TEST_CASE("two channels published in one millisecond resume merged in publish or
     auto mid = resume(h.server.port(), "/stream?channel=" + b + "," + a, events[16].id);
     REQUIRE(mid.read_until("data: x39\n\n"));
     CHECK(data_of(events_of(mid.body())) == numbered("x", 17, 39));
+    // From just before the first: all of them, merged.
+    auto all = resume(h.server.port(), "/stream?channel=" + a + "," + b,
+                      jugglite::stream_id{first.ms - 1, 0}.text());
+    REQUIRE(all.read_until("data: x39\n\n"));
+    CHECK(data_of(events_of(all.body())) == numbered("x", 0, 39));
 }
 
 TEST_CASE("messages published during the replay arrive once, after it, in order") {
@@ -274,4 +282,56 @@ TEST_CASE("plain PUBLISH mixed in is delivered without an id and is not replayed
     auto r = resume(h.server.port(), "/stream?channel=" + ch, first);
     REQUIRE(r.read_until("{\"n\":3}"));
     CHECK(data_of(events_of(r.body())) == std::vector<std::string>{"{\"n\":3}"});
+}
+
+TEST_CASE("a message published while the channel is in its unsubscribe grace is replayed") {
+    history_setup h;
+    auto ch = unique_channel("grace");
+    std::string seen;
+    {
+        auto c = raw_client::tcp(h.server.port());
+        c.get("/stream?channel=" + ch);
+        REQUIRE(c.read_until(": registered"));
+        seen = fcall(h.client, ch, "before");
+        REQUIRE(c.read_until("data: before\n\n"));
+    }
+    // The page is gone (a reload); the channel stays subscribed for --unsubscribe-grace.
+    REQUIRE(eventually([&] { return metric(h.server.port(), "connections_open") == 0; }));
+    CHECK(h.client.numsub(ch) == 1);
+    fcall(h.client, ch, "during");
+    auto back = resume(h.server.port(), "/stream?channel=" + ch, seen);
+    REQUIRE(back.read_until("data: during\n\n"));
+    CHECK(data_of(events_of(back.body())) == std::vector<std::string>{"during"});
+}
+
+TEST_CASE("a message over --max-message-bytes is neither delivered nor replayed, and leaves no gap") {
+    history_setup h({"--max-message-bytes", "1024"});
+    auto ch = unique_channel("big");
+    auto c = raw_client::tcp(h.server.port());
+    c.get("/stream?channel=" + ch);
+    REQUIRE(c.read_until(": registered"));
+    std::string first = fcall(h.client, ch, "small1");
+    fcall(h.client, ch, std::string(4096, 'B'));
+    fcall(h.client, ch, "small2");
+    REQUIRE(c.read_until("data: small2\n\n"));
+    CHECK(data_of(events_of(c.body())) == std::vector<std::string>{"small1", "small2"});
+    auto r = resume(h.server.port(), "/stream?channel=" + ch, first);
+    REQUIRE(r.read_until("data: small2\n\n"));
+    CHECK(data_of(events_of(r.body())) == std::vector<std::string>{"small2"});
+    CHECK(metric(h.server.port(), "history_gaps") == 0);
+    CHECK(metric(h.server.port(), "redis_messages_dropped_too_large") == 1);
+}
+
+TEST_CASE("a library loaded with other settings is replaced with jugglite's own") {
+    redis_server redis(free_port());
+    redis_client client(redis.port());
+    jugglite::history_settings other;
+    other.length = 1000;
+    REQUIRE(client.command({"FUNCTION", "LOAD", jugglite::history_library(other)}) == "jugglite");
+    jugglite_server server({"--history", "--history-length", "7"}, redis.url());
+    jugglite::history_settings ours;
+    ours.length = 7;
+    CHECK(eventually([&] {
+        return client.command({"FCALL_RO", "jugglite_settings", "0"}) == jugglite::history_fingerprint(ours);
+    }));
 }
