@@ -1,7 +1,9 @@
 // The redis thread's side of history and resume (--history).
 //
 // Live messages published with FCALL jugglite_publish go into the in-memory windows as
-// they are routed. A stream that resumes asks, through its shard, for the history of its
+// they are routed. The windows live here, once per process, not in each shard (as
+// DESIGN.md first had it): a reconnecting browser lands on any shard, and a channel's
+// window must outlive its last local subscriber; frames are shared, so this costs no copy. A stream that resumes asks, through its shard, for the history of its
 // channels after its Last-Event-ID; the answer goes back in the shard's message queue, at
 // an exact place among the live messages (see `replay` in shard_link.h):
 // - from the windows, when they cover the id: every entry up to the last one routed;

@@ -131,9 +131,7 @@ TEST_CASE("the lastEventId query parameter resumes as the header does") {
 TEST_CASE("two channels published in one millisecond resume merged in publish order") {
     history_setup h;
     auto a = unique_channel("a"), b = unique_channel("b");
-    auto live = raw_client::tcp(h.server.port());
-    live.get("/stream?channel=" + a + "," + b);
-    REQUIRE(live.read_until(": registered"));
+    auto live = open_stream(h.server.port(), "/stream?channel=" + a + "," + b);
     // One transaction: every id comes from the same millisecond.
     h.client.command({"MULTI"});
     for (int i = 0; i < 40; ++i) fcall(h.client, i % 2 ? a : b, "x" + std::to_string(i));
@@ -185,9 +183,7 @@ TEST_CASE("after kill -9 and a restart, a stream resumes what was published whil
     {
         jugglite_server first(flags, redis.url());
         wait_library(client);
-        auto c = raw_client::tcp(port);
-        c.get("/stream?channel=" + ch);
-        REQUIRE(c.read_until(": registered"));
+        auto c = open_stream(port, "/stream?channel=" + ch);
         for (int i = 1; i <= 3; ++i) fcall(client, ch, "before" + std::to_string(i));
         REQUIRE(c.read_until("data: before3\n\n"));
         last = events_of(c.body()).back().id;
@@ -204,9 +200,7 @@ TEST_CASE("after kill -9 and a restart, a stream resumes what was published whil
 TEST_CASE("streams that stay open across a killed subscriber link receive every message") {
     history_setup h;
     auto ch = unique_channel("cut");
-    auto c = raw_client::tcp(h.server.port());
-    c.get("/stream?channel=" + ch);
-    REQUIRE(c.read_until(": registered"));
+    auto c = open_stream(h.server.port(), "/stream?channel=" + ch);
     std::thread publisher([&] {
         redis_client pub(h.redis.port());
         for (int i = 0; i < 400; ++i) {
@@ -265,9 +259,7 @@ TEST_CASE("a malformed or unknown id gives jugglite-reset") {
 TEST_CASE("plain PUBLISH mixed in is delivered without an id and is not replayed") {
     history_setup h;
     auto ch = unique_channel("mixed");
-    auto c = raw_client::tcp(h.server.port());
-    c.get("/stream?channel=" + ch);
-    REQUIRE(c.read_until(": registered"));
+    auto c = open_stream(h.server.port(), "/stream?channel=" + ch);
     std::string first = fcall(h.client, ch, "{\"id\":\"app-1\",\"n\":1}");
     h.client.publish(ch, "{\"id\":\"app-2\",\"n\":2}");
     fcall(h.client, ch, "{\"n\":3}");
@@ -289,9 +281,7 @@ TEST_CASE("a message published while the channel is in its unsubscribe grace is 
     auto ch = unique_channel("grace");
     std::string seen;
     {
-        auto c = raw_client::tcp(h.server.port());
-        c.get("/stream?channel=" + ch);
-        REQUIRE(c.read_until(": registered"));
+        auto c = open_stream(h.server.port(), "/stream?channel=" + ch);
         seen = fcall(h.client, ch, "before");
         REQUIRE(c.read_until("data: before\n\n"));
     }
@@ -307,9 +297,7 @@ TEST_CASE("a message published while the channel is in its unsubscribe grace is 
 TEST_CASE("a message over --max-message-bytes is neither delivered nor replayed, and leaves no gap") {
     history_setup h({"--max-message-bytes", "1024"});
     auto ch = unique_channel("big");
-    auto c = raw_client::tcp(h.server.port());
-    c.get("/stream?channel=" + ch);
-    REQUIRE(c.read_until(": registered"));
+    auto c = open_stream(h.server.port(), "/stream?channel=" + ch);
     std::string first = fcall(h.client, ch, "small1");
     fcall(h.client, ch, std::string(4096, 'B'));
     fcall(h.client, ch, "small2");
