@@ -8,6 +8,7 @@
 #include "core/connection_event.h"
 #include "core/limits.h"
 #include "core/log.h"
+#include "redis/blocking_connect.h"
 
 namespace jugglite {
 
@@ -17,8 +18,6 @@ namespace {
 constexpr unsigned records_per_turn = 4096;
 
 }  // namespace
-
-void event_publisher::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
 
 event_publisher::event_publisher(const config& cfg, std::span<shard_link> shards,
                                  thread_wakeup& wake, std::atomic<bool>& stop,
@@ -46,29 +45,15 @@ void event_publisher::run() noexcept {
     log::info("events: stopped ({} published)", _metrics.published.get());
 }
 
-// A blocking connection whose reads and writes time out: this thread serves no client,
-// so it may wait for Redis, but never for long.
+// A blocking connection whose reads and writes time out after 1 s.
 void event_publisher::connect(std::int64_t now) noexcept {
     const auto& ep = _cfg.redis;
-    timeval tv{1, 0};
-    _ctx.reset(redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
-    if (!_ctx || _ctx->err) {
-        disconnect(_ctx ? _ctx->errstr : "out of memory", now);
+    auto ctx = blocking_connect(ep, std::chrono::milliseconds(1000), false);
+    if (!ctx) {
+        disconnect(ctx.error().c_str(), now);
         return;
     }
-    redisSetTimeout(_ctx.get(), tv);
-    if (!ep.password.empty()) {
-        auto* r = static_cast<redisReply*>(
-            ep.user.empty() ? redisCommand(_ctx.get(), "AUTH %b", ep.password.data(), ep.password.size())
-                            : redisCommand(_ctx.get(), "AUTH %b %b", ep.user.data(), ep.user.size(),
-                                           ep.password.data(), ep.password.size()));
-        bool ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r) freeReplyObject(r);
-        if (!ok) {
-            disconnect("AUTH failed", now);
-            return;
-        }
-    }
+    _ctx = std::move(*ctx);
     _unanswered = 0;
     _progress_ms = now;
     log::info("events: publishing to {} on {}", _cfg.events_channel, ep.display());

@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "core/shard_link.h"
+#include "redis/blocking_connect.h"
 
 struct redisContext;
 
@@ -32,10 +33,6 @@ public:
     void run() noexcept;
 
 private:
-    struct context_deleter {
-        void operator()(redisContext* c) const noexcept;
-    };
-
     void connect(std::int64_t now) noexcept;
     void disconnect(const char* why, std::int64_t now) noexcept;
     // Takes queued records (and a due heartbeat) and appends them; returns how many.
@@ -50,7 +47,7 @@ private:
     std::atomic<bool>& _stop;
     event_metrics& _metrics;
     std::span<const shard_metrics> _streams;
-    std::unique_ptr<redisContext, context_deleter> _ctx;
+    redis_context_ptr _ctx;
     std::uint64_t _unanswered = 0;       // PUBLISHes written or appended, not yet answered
     std::int64_t _progress_ms = 0;       // last time a reply arrived (or the link came up)
     std::int64_t _next_attempt_ms = 0;

@@ -76,8 +76,6 @@ std::string marker_channel(const config& cfg) {
     return fmt::format("{}sync:{}:{}", cfg.history.prefix, cfg.instance, ::getpid());
 }
 
-void history_reader::context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
-
 history_reader::history_reader(const config& cfg, history_link& link, std::atomic<bool>& stop,
                                history_metrics& metrics)
     : _cfg(cfg),
@@ -117,28 +115,13 @@ void history_reader::run() noexcept {
 
 bool history_reader::connect(std::int64_t now) noexcept {
     const auto& ep = _cfg.redis;
-    timeval tv{1, 0};
-    _ctx.reset(redisConnectWithTimeout(ep.host.c_str(), ep.port, tv));
-    if (!_ctx || _ctx->err) {
-        disconnect(_ctx ? _ctx->errstr : "out of memory", now);
+    // The streams live in the publishers' database; pub/sub ignores it, reads don't.
+    auto ctx = blocking_connect(ep, limits::redis_reply_timeout, true);
+    if (!ctx) {
+        disconnect(ctx.error(), now);
         return false;
     }
-    timeval reply_tv{limits::redis_reply_timeout.count() / 1000, 0};
-    redisSetTimeout(_ctx.get(), reply_tv);
-    std::vector<std::vector<std::string>> setup;
-    if (!ep.password.empty()) {
-        if (ep.user.empty()) setup.push_back({"AUTH", ep.password});
-        else setup.push_back({"AUTH", ep.user, ep.password});
-    }
-    // The streams live in the publishers' database; pub/sub ignores it, reads don't.
-    if (ep.db != 0) setup.push_back({"SELECT", std::to_string(ep.db)});
-    for (const auto& args : setup) {
-        reply_ptr r = command(_ctx.get(), args);
-        if (!r || r->type == REDIS_REPLY_ERROR) {
-            disconnect(r ? fmt::format("{} failed: {}", args[0], str(*r)) : std::string(_ctx->errstr), now);
-            return false;
-        }
-    }
+    _ctx = std::move(*ctx);
     _backoff_ms = 0;
     _next_check_ms = now;
     log::info("history: command connection to {} up", ep.display());

@@ -19,6 +19,7 @@
 #include "core/history_window.h"
 #include "core/shard_link.h"
 #include "core/spsc_queue.h"
+#include "redis/blocking_connect.h"
 
 struct redisContext;
 
@@ -64,9 +65,6 @@ public:
     void run() noexcept;
 
 private:
-    struct context_deleter {
-        void operator()(redisContext* c) const noexcept;
-    };
     bool connect(std::int64_t now) noexcept;
     void disconnect(std::string_view why, std::int64_t now) noexcept;
     bool ensure_library() noexcept;
@@ -80,7 +78,7 @@ private:
     std::string _marker;
     std::string _library;
     std::string _fingerprint;
-    std::unique_ptr<redisContext, context_deleter> _ctx;
+    redis_context_ptr _ctx;
     std::int64_t _next_attempt_ms = 0;
     std::int64_t _backoff_ms = 0;
     std::int64_t _next_check_ms = 0;

@@ -323,3 +323,20 @@ TEST_CASE("a library loaded with other settings is replaced with jugglite's own"
         return client.command({"FCALL_RO", "jugglite_settings", "0"}) == jugglite::history_fingerprint(ours);
     }));
 }
+
+TEST_CASE("history is read with the URL's password and from its database") {
+    const int port = free_port();
+    redis_server redis(port, {"--requirepass", "s3cret"}, "s3cret");
+    redis_client client(port, "s3cret");
+    REQUIRE(client.command({"SELECT", "3"}) == "OK");
+    jugglite_server server({"--history"}, "redis://:s3cret@127.0.0.1:" + std::to_string(port) + "/3");
+    wait_library(client);
+    auto ch = unique_channel("db3");
+    std::string first = fcall(client, ch, "one");
+    fcall(client, ch, "two");
+    CHECK(client.command({"XLEN", jugglite::history_key({}, ch)}) == "2");
+    auto c = resume(server.port(), "/stream?channel=" + ch, first);
+    REQUIRE(c.read_until("data: two\n\n"));
+    CHECK(data_of(events_of(c.body())) == std::vector<std::string>{"two"});
+    CHECK(metric(server.port(), "history_resumed_from_redis") == 1);
+}
