@@ -16,6 +16,11 @@ if [[ "${1:-}" == e2e ]]; then
   command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
 fi
 
+# `deps.sh fuzz`: clang and libFuzzer for tests/fuzz (clang 16: see CMakeLists.txt).
+if [[ "${1:-}" == fuzz ]]; then
+  packages+=(clang-16 libclang-rt-16-dev)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -133,7 +133,8 @@ std::vector<history_entry> history_windows::catch_up(std::string_view channel, c
         w._base = *base;
     }
     w._state = history_window::state::known;
-    for (const auto& e : fresh) push(w, e);
+    for (const auto& e : fresh)
+        if (e.id > w.tail()) push(w, e);
     enforce_budget();
     return fresh;
 }

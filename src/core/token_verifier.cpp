@@ -5,6 +5,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <jwt/jwt.hpp>
 #include <memory>
 
@@ -83,6 +84,15 @@ std::expected<grant, token_error> token_verifier::verify(std::string_view token)
     try {
         // The header names the algorithm and maybe a key id; both only pick which keys are
         // tried. Each key then checks the signature with its own algorithms alone.
+        // A compact JWT is base64url and dots. cpp-jwt's base64 decoder indexes its table
+        // with a plain (signed) char, so a byte past 0x7f would read before the table
+        // (found by tests/fuzz/token_fuzz.cpp): nothing else reaches it.
+        auto base64url = [](unsigned char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                   c == '-' || c == '_' || c == '.' || c == '=';
+        };
+        if (!std::all_of(token.begin(), token.end(), base64url))
+            return std::unexpected(token_error{401, "malformed token"});
         auto dot = token.find('.');
         if (dot == std::string_view::npos)
             return std::unexpected(token_error{401, "malformed token"});

@@ -98,6 +98,32 @@ void redis_subscriber::run() noexcept {
     log::info("redis: subscriber stopped");
 }
 
+void redis_subscriber::feed_replies(std::string_view bytes, const std::vector<std::string>& channels) noexcept {
+    _link = link_state::live;
+    _fifo.clear();
+    try {
+        if (_history) _fifo.push_back(command{command::marker, {_marker}, 0, 0});
+        for (std::size_t i = 0; i < channels.size(); ++i) {
+            if (_table.want(channels[i], static_cast<unsigned>(i % _shards.size()), true) ==
+                subscription_table::want_result::subscribe)
+                _fifo.push_back(command{command::subscribe, {channels[i]}, 0, 0});
+        }
+    } catch (const std::bad_alloc&) {
+        return;
+    }
+    redisReader* reader = redisReaderCreate();
+    if (!reader) return;
+    if (redisReaderFeed(reader, bytes.data(), bytes.size()) == REDIS_OK) {
+        while (_link == link_state::live) {
+            void* raw = nullptr;
+            if (redisReaderGetReply(reader, &raw) != REDIS_OK || !raw) break;
+            handle_reply(*static_cast<redisReply*>(raw), 0);
+            freeReplyObject(raw);
+        }
+    }
+    redisReaderFree(reader);
+}
+
 // ---- link lifecycle -----------------------------------------------------------------
 
 // Starts a non-blocking TCP connect; on_connected() continues once the socket is writable.

@@ -44,6 +44,11 @@ public:
     // re-subscribes after every reconnect, and never blocks a shard.
     void run() noexcept;
 
+    // For the fuzzer (tests/fuzz/redis_reply_fuzz.cpp): handles `bytes` through hiredis'
+    // reader as replies read on a live link that has just sent SUBSCRIBE for `channels`
+    // (and, with history, for its marker). Stops where the link would be dropped.
+    void feed_replies(std::string_view bytes, const std::vector<std::string>& channels) noexcept;
+
 private:
     // History (--history). See subscriber_history.cpp.
     struct held_message {

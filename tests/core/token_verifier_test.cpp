@@ -163,7 +163,11 @@ TEST_CASE("claims of the wrong shape and malformed tokens are refused, never thr
                             good.substr(0, good.size() / 2), good.substr(0, good.rfind('.')),
                             good + ".extra", std::string("e30.e30.e30"),
                             std::string("eyJhbGciOjF9.e30.AAAA"),  // "alg": 1
-                            std::string("!!!.???.***")}) {
+                            std::string("!!!.???.***"),
+                            // a byte past 0x7f in the header (found by tests/fuzz/token_fuzz.cpp:
+                            // cpp-jwt's base64 decoder read before its table)
+                            std::string("eyJhbGc\xff\xff\xff\xff\xff\xff\xffZiOiJub2:lIn0.eyJzdWIiOiJ4In0."),
+                            good.substr(0, 10) + "\x80" + good.substr(11)}) {
         CAPTURE(bad);
         auto r = v.verify(bad);
         REQUIRE_FALSE(r.has_value());
