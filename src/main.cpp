@@ -127,6 +127,8 @@ cxxopts::Options make_options(unsigned cpus) {
          cxxopts::value<long long>()->default_value(std::to_string(limits::default_history_memory)))
         ("print-history-library", "print the Redis Function library that --history loads "
                                   "(for FUNCTION LOAD by hand), with these history flags, and exit")
+        ("log-format", "text (one line per record) or json (one JSON object per line, for log "
+                       "shippers)", cxxopts::value<std::string>()->default_value("text"))
         ("version", "print the version and exit")
         ("h,help", "print this help and exit");
     return o;
@@ -298,6 +300,10 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.history.length = in_range<std::uint32_t>(r, "history-length", 1, 1'000'000);
     cfg.history.ttl = std::chrono::seconds(in_range<long long>(r, "history-ttl", 1, 30LL * 86400));
     cfg.history_memory = in_range<std::size_t>(r, "history-memory", 0, 1LL << 40);
+    const std::string log_format = r["log-format"].as<std::string>();
+    if (log_format != "text" && log_format != "json")
+        throw usage_error(fmt::format("--log-format must be text or json (got '{}')", log_format));
+    cfg.log_json = log_format == "json";
     return cfg;
 }
 
@@ -477,6 +483,7 @@ int main(int argc, char** argv) {
         if (!r.unmatched().empty())
             throw usage_error(fmt::format("unexpected argument '{}'", r.unmatched().front()));
         cfg = parse_config(r);
+        log::use_json(cfg.log_json);
         if (r.count("print-history-library")) {
             std::cout << history_library(cfg.history);
             return 0;

@@ -72,6 +72,8 @@ struct config {
     history_settings history;                   // --history-prefix/-length/-ttl
     std::size_t history_memory = limits::default_history_memory;  // --history-memory
 
+    bool log_json = false;  // --log-format json
+
     // A connection keeps stream_extras (its peer's address, its event record, what its
     // revalidation asks) only when something reads them.
     [[nodiscard]] bool needs_stream_extras() const noexcept {

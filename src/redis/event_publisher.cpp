@@ -60,10 +60,7 @@ void event_publisher::connect(std::int64_t now) noexcept {
 }
 
 void event_publisher::disconnect(const char* why, std::int64_t now) noexcept {
-    if (now - _last_log_ms >= 1000) {
-        _last_log_ms = now;
-        log::warn("events: redis link lost ({}); events are dropped until it is back", why);
-    }
+    log::warn(_link_log, now, "events: redis link lost ({}); events are dropped until it is back", why);
     if (_ctx) _metrics.link_errors.bump();
     // Records written but not answered may or may not have been published: not counted.
     _ctx.reset();
@@ -131,10 +128,9 @@ void event_publisher::write_and_read(std::int64_t now) noexcept {
         void* reply = nullptr;
         while (_unanswered > 0 && redisGetReplyFromReader(_ctx.get(), &reply) == REDIS_OK && reply) {
             auto* r = static_cast<redisReply*>(reply);
-            if (r->type == REDIS_REPLY_ERROR && now - _last_log_ms >= 1000) {
-                _last_log_ms = now;
-                log::warn("events: PUBLISH refused: {}", std::string_view(r->str, r->len));
-            } else if (r->type != REDIS_REPLY_ERROR) {
+            if (r->type == REDIS_REPLY_ERROR) {
+                log::warn(_refused_log, now, "events: PUBLISH refused: {}", std::string_view(r->str, r->len));
+            } else {
                 _metrics.published.bump();
             }
             freeReplyObject(r);

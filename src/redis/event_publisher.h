@@ -11,6 +11,7 @@
 #include <span>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "redis/blocking_connect.h"
@@ -52,7 +53,8 @@ private:
     std::int64_t _progress_ms = 0;       // last time a reply arrived (or the link came up)
     std::int64_t _next_attempt_ms = 0;
     std::int64_t _next_heartbeat_ms = 0;
-    std::int64_t _last_log_ms = 0;
+    log::limiter _link_log;
+    log::limiter _refused_log;
 };
 
 }  // namespace jugglite

@@ -129,10 +129,7 @@ bool history_reader::connect(std::int64_t now) noexcept {
 }
 
 void history_reader::disconnect(std::string_view why, std::int64_t now) noexcept {
-    if (now - _last_log_ms >= 1000) {
-        _last_log_ms = now;
-        log::warn("history: command connection to {}: {}", _cfg.redis.display(), why);
-    }
+    log::warn(_link_log, now, "history: command connection to {}: {}", _cfg.redis.display(), why);
     _ctx.reset();
     _link.library_ready.store(false, std::memory_order_relaxed);
     _backoff_ms = std::clamp<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_min.count(),
@@ -164,7 +161,8 @@ bool history_reader::ensure_library() noexcept {
         }
         // Loaded with other settings: by an earlier run, or by another node configured
         // differently, which would make them take turns.
-        log::warn("history: the jugglite library in Redis has other settings ({}); loading ours ({})",
+        log::warn(_load_log, monotonic_ms(),
+                  "history: the jugglite library in Redis has other settings ({}); loading ours ({})",
                   settings->type == REDIS_REPLY_STRING ? str(*settings) : "unknown", _fingerprint);
     }
     reply_ptr load = command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
@@ -174,11 +172,8 @@ bool history_reader::ensure_library() noexcept {
     }
     if (load->type == REDIS_REPLY_ERROR) {
         // Not fatal: an operator may load it by hand (README); reads work without it.
-        std::int64_t now = monotonic_ms();
-        if (now - _last_log_ms >= 10'000) {
-            _last_log_ms = now;
-            log::warn("history: FUNCTION LOAD of the jugglite library refused: {}", str(*load));
-        }
+        log::warn(_load_log, monotonic_ms(), "history: FUNCTION LOAD of the jugglite library refused: {}",
+                  str(*load));
         return true;
     }
     _metrics.library_loads.bump();
@@ -240,7 +235,7 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
         const std::size_t n = b.reads.size();
         if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != n + 3) {
             _metrics.read_errors.bump();
-            log::warn("history: a batch of reads failed: {}",
+            log::warn(_batch_log, monotonic_ms(), "history: a batch of reads failed: {}",
                       exec && exec->type == REDIS_REPLY_ERROR ? str(*exec) : "unexpected reply");
             return out;
         }

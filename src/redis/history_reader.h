@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/log.h"
 #include "core/history_window.h"
 #include "core/shard_link.h"
 #include "core/spsc_queue.h"
@@ -82,7 +83,9 @@ private:
     std::int64_t _next_attempt_ms = 0;
     std::int64_t _backoff_ms = 0;
     std::int64_t _next_check_ms = 0;
-    std::int64_t _last_log_ms = 0;
+    log::limiter _link_log;
+    log::limiter _load_log{10'000};  // another node may keep loading its own settings
+    log::limiter _batch_log;
 };
 
 }  // namespace jugglite

@@ -373,7 +373,8 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
                 } else if (!failed.channels.empty()) {
                     const std::string& name = failed.channels.front();
                     _metrics.channels_refused.bump();
-                    log::warn("redis: SUBSCRIBE {}{} refused: {}", _cfg.namespace_prefix, name, str(r));
+                    log::warn(_refused_log, now, "redis: SUBSCRIBE {}{} refused: {}", _cfg.namespace_prefix,
+                              name, str(r));
                     notify(_table.on_refused(name), channel_notice::forbidden, name);
                 }
                 return;
@@ -465,7 +466,8 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
             // Dropped here, once, rather than at every connection it would overflow. Its id
             // still goes into the history window (with no frame), which stays whole.
             _metrics.messages_dropped_too_large.bump();
-            log::warn("redis: dropping a {} byte message on '{}': larger than --max-message-bytes {}",
+            log::warn(_too_large_log, monotonic_ms(),
+                      "redis: dropping a {} byte message on '{}': larger than --max-message-bytes {}",
                       payload.size(), channel, _cfg.max_message_bytes);
         } else {
             // Built in place, once for every shard. With --history only an entry id is an SSE id.
@@ -492,12 +494,9 @@ void redis_subscriber::fan_out(std::string_view channel, const frame_ref& f) noe
         }
         if (!pushed) {
             _metrics.messages_dropped_full.bump();
-            std::int64_t now = monotonic_ms();
-            if (now - _last_drop_log_ms > 1000) {
-                _last_drop_log_ms = now;
-                log::warn("redis: shard {} queue full, dropping messages (dropped so far: {})",
-                          i, _metrics.messages_dropped_full.get());
-            }
+            log::warn(_queue_full_log, monotonic_ms(),
+                      "redis: shard {} queue full, dropping messages (dropped so far: {})", i,
+                      _metrics.messages_dropped_full.get());
             continue;
         }
         _shards_to_wake |= shard_mask{1} << i;

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/history_window.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "core/subscription_table.h"
@@ -164,7 +165,10 @@ private:
     std::vector<std::deque<channel_notice>> _notice_backlog;  // per shard, when the queue is full
     std::uint64_t _seq = 0;                   // message sequence number
     std::uint64_t _shards_to_wake = 0;        // bitmask
-    std::int64_t _last_drop_log_ms = 0;
+    log::limiter _queue_full_log;
+    log::limiter _too_large_log;
+    log::limiter _refused_log;
+    log::limiter _catch_up_log;
 
     history_link* _history = nullptr;
     history_metrics* _hm = nullptr;

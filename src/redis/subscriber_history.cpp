@@ -69,7 +69,8 @@ void redis_subscriber::abandon_catch_up(std::string_view channel) {
     auto it = _catch_ups.find(channel);
     if (it == _catch_ups.end()) return;
     _hm->catch_ups_abandoned.bump();
-    log::warn("history: catching up '{}' abandoned ({} messages held); messages before them may "
+    log::warn(_catch_up_log, monotonic_ms(),
+              "history: catching up '{}' abandoned ({} messages held); messages before them may "
               "be missing from streams", channel, it->second.held.size());
     std::deque<held_message> held = std::move(it->second.held);
     _catch_ups.erase(it);

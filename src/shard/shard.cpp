@@ -184,7 +184,7 @@ void shard::handle(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
         log::panic(fmt::format("completion for connection {:#x} beyond ring {}'s table", t.id, u));
     connection& c = _conns[t.id];
     if (t.kind == op::close) {
-        if (cqe.res < 0) log::warn("shard {}: close_direct: {}", _id, std::strerror(-cqe.res));
+        if (cqe.res < 0) log::warn(_close_log, _now_ms, "shard {}: close_direct: {}", _id, std::strerror(-cqe.res));
         return;
     }
     if ((c.gen & tag::gen_mask) != t.gen) {

@@ -22,6 +22,7 @@
 #include "core/channel_registry.h"
 #include "core/config.h"
 #include "core/http_request.h"
+#include "core/log.h"
 #include "core/metrics.h"
 #include "core/request_router.h"
 #include "core/token_cache.h"
@@ -230,11 +231,13 @@ private:
     bool _events_queued = false;        // records pushed this turn: wake the events thread
     std::uint64_t _stream_seq = 0;      // streams started here, for their event ids
     std::deque<resume_request> _resume_backlog;  // requests the queue had no room for
-    std::int64_t _last_auth_log_ms = 0;
+    // Warnings that can repeat per connection: one line a second each.
+    log::limiter _auth_log;
+    log::limiter _accept_log;
+    log::limiter _close_log;
     // The accepts in flight, each with room for its peer's address; an accept's tag
     // carries its index here (in the generation field).
     std::array<accept_slot, limits::accepts_in_flight> _accept_slots{};
-    std::int64_t _last_accept_log_ms = 0;
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;
     std::int64_t _next_tick_ms = 0;

@@ -80,11 +80,8 @@ void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
         // tick, so that a persistent error can't spin the loop or flood the log.
         _accept_retry_ms = _now_ms + limits::tick.count();
         _metrics.accept_errors.bump();
-        if (_now_ms - _last_accept_log_ms >= 1000) {  // at most one line a second
-            _last_accept_log_ms = _now_ms;
-            log::warn("shard {}: accept: {} ({} accept errors so far)", _id, std::strerror(-cqe.res),
-                      _metrics.accept_errors.get());
-        }
+        log::warn(_accept_log, _now_ms, "shard {}: accept: {} ({} accept errors so far)", _id,
+                  std::strerror(-cqe.res), _metrics.accept_errors.get());
         return;
     }
     const std::uint32_t slot = static_cast<std::uint32_t>(cqe.res);

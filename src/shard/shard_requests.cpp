@@ -190,11 +190,8 @@ void shard::on_auth_answer(auth_answer& a) noexcept {
             answer_and_close(c, a.conn, a.status, a.reason);
             break;
         case auth_answer::failed:
-            if (_now_ms - _last_auth_log_ms >= 1000) {  // at most one line a second
-                _last_auth_log_ms = _now_ms;
-                log::warn("shard {}: {}; the stream is refused to retry", _id,
-                          a.reason.empty() ? std::string_view("auth callback failed") : a.reason);
-            }
+            log::warn(_auth_log, _now_ms, "shard {}: {}; the stream is refused to retry", _id,
+                      a.reason.empty() ? std::string_view("auth callback failed") : a.reason);
             refuse(c, a.conn, refusal::auth);
             break;
         case auth_answer::granted:

@@ -1,5 +1,6 @@
 // Tests for redis_endpoint::parse / display and config::channel_allowed glob matching.
 #include "core/config.h"
+#include "core/log.h"
 
 #include <doctest/doctest.h>
 
@@ -170,4 +171,17 @@ TEST_CASE("config::channel_allowed matches the view's extent, not the buffer beh
     cfg.allowed_channels = {"ok"};
     CHECK(cfg.channel_allowed(std::string_view("ok")));
     CHECK(cfg.channel_allowed(std::string_view("okay").substr(0, 2)));
+}
+
+TEST_CASE("a log limiter lets one line through per interval and counts the rest") {
+    jugglite::log::limiter l(1000);
+    std::uint64_t held = 99;
+    CHECK(l.allow(5000, held));
+    CHECK(held == 0);
+    CHECK_FALSE(l.allow(5100, held));
+    CHECK_FALSE(l.allow(5999, held));
+    CHECK(l.allow(6000, held));
+    CHECK(held == 2);
+    CHECK(l.allow(9000, held));
+    CHECK(held == 0);
 }

@@ -254,3 +254,30 @@ TEST_CASE("SIGTERM with 18,000 streams closes every one within the drain and exi
     for (auto& c : clients) closed += c.read_until_closed(2s) ? 1 : 0;
     CHECK(closed == n);
 }
+
+TEST_CASE("--log-format json writes one JSON object per line, and repeated warnings are held back") {
+    CHECK(run_jugglite({"--log-format", "xml"}).status == 2);
+    jugglite_server server({"--log-format", "json", "--max-message-bytes", "1024"});
+    redis_client redis(shared_redis().port());
+    auto ch = unique_channel("log");
+    auto c = open_stream(server.port(), "/stream?channel=" + ch);
+    for (int i = 0; i < 20; ++i) redis.publish(ch, std::string(2000, 'x'));  // 20 drops, logged once
+    redis.publish(ch, "after");
+    REQUIRE(c.read_until("data: after\n\n"));
+    CHECK(metric(server.port(), "redis_messages_dropped_too_large") == 20);
+    std::string log = server.log();
+    std::size_t lines = 0, drops = 0, pos = 0;
+    while (pos < log.size()) {
+        auto nl = log.find('\n', pos);
+        std::string_view line(log.data() + pos, (nl == std::string::npos ? log.size() : nl) - pos);
+        pos = nl == std::string::npos ? log.size() : nl + 1;
+        if (line.empty()) continue;
+        ++lines;
+        CHECK_MESSAGE(line.starts_with("{\"ts\":\""), line);
+        CHECK_MESSAGE(line.ends_with("\"}"), line);
+        CHECK(line.find("\"level\":\"") != std::string_view::npos);
+        if (line.find("larger than --max-message-bytes") != std::string_view::npos) ++drops;
+    }
+    CHECK(lines >= 2);
+    CHECK(drops == 1);
+}

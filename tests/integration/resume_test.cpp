@@ -3,6 +3,7 @@
 // memory or from Redis, exactly once and in order, across channels, restarts and a lost
 // subscriber link; history that no longer reaches the id gives jugglite-reset.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <atomic>
 #include <csignal>
@@ -87,7 +88,7 @@ struct history_setup {
 
 std::vector<std::string> numbered(std::string_view stem, int from, int to) {
     std::vector<std::string> out;
-    for (int i = from; i <= to; ++i) out.push_back(std::string(stem) + std::to_string(i));
+    for (int i = from; i <= to; ++i) out.push_back(fmt::format("{}{}", stem, i));
     return out;
 }
 
@@ -97,7 +98,7 @@ TEST_CASE("a stream resumes on one channel after its Last-Event-ID, then goes on
     history_setup h;
     auto ch = unique_channel("news");
     std::vector<std::string> ids;
-    for (int i = 1; i <= 5; ++i) ids.push_back(fcall(h.client, ch, "m" + std::to_string(i)));
+    for (int i = 1; i <= 5; ++i) ids.push_back(fcall(h.client, ch, fmt::format("m{}", i)));
 
     auto c = resume(h.server.port(), "/stream?channel=" + ch, ids[1]);
     REQUIRE(c.read_until("data: m5\n\n"));
@@ -134,7 +135,7 @@ TEST_CASE("two channels published in one millisecond resume merged in publish or
     auto live = open_stream(h.server.port(), "/stream?channel=" + a + "," + b);
     // One transaction: every id comes from the same millisecond.
     h.client.command({"MULTI"});
-    for (int i = 0; i < 40; ++i) fcall(h.client, i % 2 ? a : b, "x" + std::to_string(i));
+    for (int i = 0; i < 40; ++i) fcall(h.client, i % 2 ? a : b, fmt::format("x{}", i));
     h.client.command({"EXEC"});
     REQUIRE(live.read_until("data: x39\n\n"));
     auto events = events_of(live.body());
@@ -159,12 +160,12 @@ TEST_CASE("messages published during the replay arrive once, after it, in order"
     history_setup h({"--history-length", "3000"});
     auto ch = unique_channel("busy");
     std::string first = fcall(h.client, ch, "p0");
-    for (int i = 1; i < 1500; ++i) fcall(h.client, ch, "p" + std::to_string(i));
+    for (int i = 1; i < 1500; ++i) fcall(h.client, ch, fmt::format("p{}", i));
     std::atomic<bool> go{false};
     std::thread publisher([&] {
         redis_client pub(h.redis.port());
         while (!go.load()) std::this_thread::yield();
-        for (int i = 1500; i < 2000; ++i) fcall(pub, ch, "p" + std::to_string(i));
+        for (int i = 1500; i < 2000; ++i) fcall(pub, ch, fmt::format("p{}", i));
     });
     auto c = resume(h.server.port(), "/stream?channel=" + ch, first);
     go = true;
@@ -184,12 +185,12 @@ TEST_CASE("after kill -9 and a restart, a stream resumes what was published whil
         jugglite_server first(flags, redis.url());
         wait_library(client);
         auto c = open_stream(port, "/stream?channel=" + ch);
-        for (int i = 1; i <= 3; ++i) fcall(client, ch, "before" + std::to_string(i));
+        for (int i = 1; i <= 3; ++i) fcall(client, ch, fmt::format("before{}", i));
         REQUIRE(c.read_until("data: before3\n\n"));
         last = events_of(c.body()).back().id;
         first.process().stop(SIGKILL, 5s);
     }
-    for (int i = 1; i <= 5; ++i) fcall(client, ch, "down" + std::to_string(i));
+    for (int i = 1; i <= 5; ++i) fcall(client, ch, fmt::format("down{}", i));
     jugglite_server second(flags, redis.url());
     auto c = resume(port, "/stream?channel=" + ch, last);
     REQUIRE(c.read_until("data: down5\n\n"));
@@ -204,7 +205,7 @@ TEST_CASE("streams that stay open across a killed subscriber link receive every 
     std::thread publisher([&] {
         redis_client pub(h.redis.port());
         for (int i = 0; i < 400; ++i) {
-            fcall(pub, ch, "c" + std::to_string(i));
+            fcall(pub, ch, fmt::format("c{}", i));
             std::this_thread::sleep_for(2ms);
         }
     });
@@ -222,7 +223,7 @@ TEST_CASE("history that no longer reaches the id gives jugglite-reset with the h
     auto ch = unique_channel("trim");
     std::string first = fcall(h.client, ch, "t0");
     std::string head;
-    for (int i = 1; i < 200; ++i) head = fcall(h.client, ch, "t" + std::to_string(i));
+    for (int i = 1; i < 200; ++i) head = fcall(h.client, ch, fmt::format("t{}", i));
     auto c = resume(h.server.port(), "/stream?channel=" + ch, first);
     REQUIRE(c.read_until("\n\n", 5s));
     REQUIRE(c.read_until("}\n\n"));
