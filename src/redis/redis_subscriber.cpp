@@ -451,8 +451,8 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
     // A channel in its unsubscribe grace has no shard to deliver to, but its history window
     // must see every message, or a client back within the grace would be answered from a
     // window that lacks it.
-    const bool windowed = _history && _windows->find(channel) != nullptr;
-    if (_table.shards_for(channel) == 0 && !windowed) {  // the last subscriber left meanwhile
+    const shard_mask mask = _table.shards_for(channel);
+    if (mask == 0 && !(_history && _windows->find(channel))) {  // the last subscriber left meanwhile
         _metrics.messages_unrouted.bump();
         return;
     }
@@ -474,15 +474,14 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
             f = make_sse_frame(payload, ++_seq, {id, !_cfg.history_enabled});
         }
         if (_history && !admit_live(channel, id, f, envelope ? envelope->previous : std::nullopt)) return;
-        if (f) fan_out(channel, f);
+        if (f) fan_out(channel, mask, f);
     } catch (const std::bad_alloc&) {
         _metrics.messages_dropped_no_memory.bump();
     }
 }
 
-// Hands `f` to every shard that wants `channel`.
-void redis_subscriber::fan_out(std::string_view channel, const frame_ref& f) noexcept {
-    shard_mask mask = _table.shards_for(channel);
+// Hands `f` to the shards in `mask`, those that want `channel`.
+void redis_subscriber::fan_out(std::string_view channel, shard_mask mask, const frame_ref& f) noexcept {
     for (unsigned i = 0; i < _shards.size(); ++i) {
         if (!(mask & (shard_mask{1} << i))) continue;
         bool pushed = false;

@@ -106,7 +106,10 @@ private:
     void handle_reply(const redisReply& r, std::int64_t now) noexcept;
     void answer_front(const redisReply& r, std::int64_t now) noexcept;
     void route(std::string_view channel, std::string_view payload) noexcept;
-    void fan_out(std::string_view channel, const frame_ref& f) noexcept;
+    void fan_out(std::string_view channel, shard_mask mask, const frame_ref& f) noexcept;
+    void fan_out(std::string_view channel, const frame_ref& f) noexcept {
+        fan_out(channel, _table.shards_for(channel), f);
+    }
 
     // History and resume (subscriber_history.cpp). A live message on a channel that is
     // catching up is held until the catch-up is routed; admit_live says whether it goes now.
