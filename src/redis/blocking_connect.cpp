@@ -8,6 +8,34 @@
 namespace jugglite {
 
 void redis_context_deleter::operator()(redisContext* c) const noexcept { redisFree(c); }
+void redis_reply_deleter::operator()(redisReply* r) const noexcept { freeReplyObject(r); }
+
+namespace {
+
+// hiredis' argv form of `args`.
+struct argv_form {
+    explicit argv_form(std::span<const std::string> args) {
+        for (const auto& a : args) {
+            argv.push_back(a.data());
+            lens.push_back(a.size());
+        }
+    }
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+};
+
+}  // namespace
+
+redis_reply_ptr redis_command(redisContext* c, std::span<const std::string> args) {
+    argv_form f(args);
+    return redis_reply_ptr(static_cast<redisReply*>(
+        redisCommandArgv(c, static_cast<int>(f.argv.size()), f.argv.data(), f.lens.data())));
+}
+
+bool redis_append(redisContext* c, std::span<const std::string> args) {
+    argv_form f(args);
+    return redisAppendCommandArgv(c, static_cast<int>(f.argv.size()), f.argv.data(), f.lens.data()) == REDIS_OK;
+}
 
 namespace {
 
@@ -28,20 +56,10 @@ std::expected<redis_context_ptr, std::string> connect_and_set_up(const redis_end
     }
     if (select_db && ep.db != 0) setup.push_back({"SELECT", std::to_string(ep.db)});
     for (const auto& args : setup) {
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
-        for (const auto& a : args) {
-            argv.push_back(a.data());
-            lens.push_back(a.size());
-        }
-        auto* r = static_cast<redisReply*>(
-            redisCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()));
+        redis_reply_ptr r = redis_command(ctx.get(), args);
         if (!r) return std::unexpected(std::string(ctx->errstr));
-        std::string error = r->type == REDIS_REPLY_ERROR ? fmt::format("{} failed: {}", args[0],
-                                                                      std::string_view(r->str, r->len))
-                                                         : std::string();
-        freeReplyObject(r);
-        if (!error.empty()) return std::unexpected(std::move(error));
+        if (r->type == REDIS_REPLY_ERROR)
+            return std::unexpected(fmt::format("{} failed: {}", args[0], std::string_view(r->str, r->len)));
     }
     return ctx;
 }

@@ -17,22 +17,6 @@ namespace {
 
 std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
 
-struct reply_deleter {
-    void operator()(redisReply* r) const noexcept { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-reply_ptr command(redisContext* c, const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (const auto& a : args) {
-        argv.push_back(a.data());
-        lens.push_back(a.size());
-    }
-    return reply_ptr(static_cast<redisReply*>(
-        redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lens.data())));
-}
-
 // One XRANGE reply as a stream_read: each entry's "d" is its payload, "p" its previous id.
 // Frames are built here, off the redis thread. Stops (truncated) at the replay bounds. A
 // payload over `max_payload` (--max-message-bytes) gets no frame, as it got none live.
@@ -140,7 +124,7 @@ void history_reader::disconnect(std::string_view why, std::int64_t now) noexcept
 // The library must be there at our version or a newer one: a Redis without persistence
 // loses it on a restart, and during a rolling deploy the newest jugglite's version stays.
 bool history_reader::ensure_library() noexcept {
-    reply_ptr r = command(_ctx.get(), {"FCALL_RO", "jugglite_version", "0"});
+    redis_reply_ptr r = redis_command(_ctx.get(), {"FCALL_RO", "jugglite_version", "0"});
     if (!r) {
         disconnect(_ctx->errstr, monotonic_ms());
         return false;
@@ -150,7 +134,7 @@ bool history_reader::ensure_library() noexcept {
         return true;
     }
     if (r->type == REDIS_REPLY_INTEGER && r->integer == history_version) {
-        reply_ptr settings = command(_ctx.get(), {"FCALL_RO", "jugglite_settings", "0"});
+        redis_reply_ptr settings = redis_command(_ctx.get(), {"FCALL_RO", "jugglite_settings", "0"});
         if (!settings) {
             disconnect(_ctx->errstr, monotonic_ms());
             return false;
@@ -165,7 +149,7 @@ bool history_reader::ensure_library() noexcept {
                   "history: the jugglite library in Redis has other settings ({}); loading ours ({})",
                   settings->type == REDIS_REPLY_STRING ? str(*settings) : "unknown", _fingerprint);
     }
-    reply_ptr load = command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
+    redis_reply_ptr load = redis_command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
     if (!load) {
         disconnect(_ctx->errstr, monotonic_ms());
         return false;
@@ -201,17 +185,8 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
         commands.push_back({"TIME"});
         commands.push_back({"PUBLISH", _marker, std::to_string(b.token)});
         commands.push_back({"EXEC"});
-        std::vector<const char*> argv;
-        std::vector<std::size_t> lens;
         for (const auto& args : commands) {
-            argv.clear();
-            lens.clear();
-            for (const auto& a : args) {
-                argv.push_back(a.data());
-                lens.push_back(a.size());
-            }
-            if (redisAppendCommandArgv(_ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
-                REDIS_OK) {
+            if (!redis_append(_ctx.get(), args)) {
                 disconnect(_ctx->errstr, monotonic_ms());
                 _metrics.read_errors.bump();
                 return out;
@@ -219,7 +194,7 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
         }
         // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
         const std::size_t replies = commands.size();
-        reply_ptr exec;
+        redis_reply_ptr exec;
         for (std::size_t i = 0; i < replies; ++i) {
             void* raw = nullptr;
             if (redisGetReply(_ctx.get(), &raw) != REDIS_OK) {
@@ -227,7 +202,7 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
                 _metrics.read_errors.bump();
                 return out;
             }
-            reply_ptr r(static_cast<redisReply*>(raw));
+            redis_reply_ptr r(static_cast<redisReply*>(raw));
             if (i + 1 == replies) exec = std::move(r);
         }
         _metrics.batches.bump();
