@@ -126,11 +126,17 @@ private:
     void drain_resumes(std::int64_t now);
     void take_history_results(std::int64_t now);
     void send_history_batch(std::int64_t now);
-    void abandon_batch(std::int64_t now) noexcept;
+    void abandon_batch() noexcept;
+    void unbatch(std::uint64_t token) noexcept;
+    void end_batch() noexcept;
     void finish_batch();
     [[nodiscard]] bool answer_from_windows(unsigned shard, const resume_request& req);
-    void answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
-                std::vector<history_entry> entries, stream_id through, std::string_view reason = {});
+    enum class reset_reason : std::uint8_t { trimmed, unknown, malformed, too_long };
+    void replay_entries(unsigned shard, const resume_request& req, std::vector<history_entry> entries,
+                        stream_id through);
+    void reset(unsigned shard, const resume_request& req, stream_id through, reset_reason why);
+    void send_answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
+                     std::vector<frame_ref> frames, stream_id through);
     void flush_answers() noexcept;
     void history_link_lost() noexcept;
     void history_link_up(std::span<const std::string> channels) noexcept;

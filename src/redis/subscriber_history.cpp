@@ -3,9 +3,11 @@
 // Live messages published with FCALL jugglite_publish go into the in-memory windows as
 // they are routed. The windows live here, once per process, not in each shard (as
 // DESIGN.md first had it): a reconnecting browser lands on any shard, and a channel's
-// window must outlive its last local subscriber; frames are shared, so this costs no copy. A stream that resumes asks, through its shard, for the history of its
-// channels after its Last-Event-ID; the answer goes back in the shard's message queue, at
-// an exact place among the live messages (see `replay` in shard_link.h):
+// window must outlive its last local subscriber; frames are shared, so this costs no copy.
+//
+// A stream that resumes asks, through its shard, for the history of its channels after its
+// Last-Event-ID; the answer goes back in the shard's message queue, at an exact place
+// among the live messages (see `replay` in shard_link.h):
 // - from the windows, when they cover the id: every entry up to the last one routed;
 // - else from Redis, in a batch of reads that the history thread runs as one MULTI with a
 //   PUBLISH on this process' marker channel. The marker comes back on the subscriber link
@@ -138,7 +140,7 @@ void redis_subscriber::history_link_lost() noexcept {
     _windows->link_lost();
     _catch_ups.clear();  // re-read from the windows' tails once subscribed again
     _routed_max = {};
-    abandon_batch(monotonic_ms());
+    abandon_batch();
 }
 
 // The link is up again with `channels` to subscribe: the windows of channels no longer
@@ -184,13 +186,8 @@ void redis_subscriber::finish_batch_safely() noexcept {
         finish_batch();
     } catch (const std::bad_alloc&) {
         log::warn("history: out of memory answering a batch of reads; asking again");
-        for (auto& [channel, cu] : _catch_ups)
-            if (cu.batch == token) cu.batch = 0;
-        for (auto& p : _resumes)
-            if (p.batch == token) p.batch = 0;
-        _batch_token = 0;
-        _batch_result.reset();
-        _batch_marked = false;
+        unbatch(token);
+        end_batch();
     }
 }
 
@@ -200,17 +197,17 @@ void redis_subscriber::history_turn(std::int64_t now) noexcept {
         drain_resumes(now);
         take_history_results(now);
         if (_batch_token != 0 && now - _batch_sent_ms > 2 * limits::redis_reply_timeout.count())
-            abandon_batch(now);
-        for (auto it = _catch_ups.begin(); it != _catch_ups.end();) {
-            const std::string channel = (it++)->first;  // abandoning erases it
-            if (_catch_ups.find(channel)->second.deadline_ms <= now) abandon_catch_up(channel);
-        }
+            abandon_batch();
+        std::vector<std::string> expired;  // abandoning erases from the map: collect first
+        for (const auto& [channel, cu] : _catch_ups)
+            if (cu.deadline_ms <= now) expired.push_back(channel);
+        for (const auto& channel : expired) abandon_catch_up(channel);
         send_history_batch(now);
         // Requests that waited too long end with a retry: the client comes back with the
         // same Last-Event-ID.
         while (!_resumes.empty() && _resumes.front().deadline_ms <= now && _resumes.front().batch == 0) {
             _hm->unavailable.bump();
-            answer(_resumes.front().shard, _resumes.front().req, replay::unavailable, {}, {});
+            send_answer(_resumes.front().shard, _resumes.front().req, replay::unavailable, {}, {});
             _resumes.pop_front();
         }
     } catch (const std::bad_alloc&) {
@@ -248,7 +245,7 @@ bool redis_subscriber::answer_from_windows(unsigned shard, const resume_request&
     std::vector<history_entry> entries;
     for (const auto& c : req.channels) _windows->find(c)->collect(*req.from, _routed_max, entries);
     _hm->from_memory.bump();
-    answer(shard, req, replay::entries, std::move(entries), _routed_max);
+    replay_entries(shard, req, std::move(entries), _routed_max);
     return true;
 }
 
@@ -256,7 +253,7 @@ void redis_subscriber::take_history_results(std::int64_t now) {
     while (auto r = _history->results.try_pop()) {
         if (r->token != _batch_token) continue;  // abandoned meanwhile
         if (!r->ok) {
-            abandon_batch(now);
+            abandon_batch();
             _next_batch_ms = now + limits::redis_backoff_min.count();
             continue;
         }
@@ -302,29 +299,33 @@ void redis_subscriber::send_history_batch(std::int64_t now) {
     }
     if (reads.empty() && !any_request) return;
     if (!_history->batches.try_push(history_batch{token, reads})) {
-        for (auto& [channel, cu] : _catch_ups)
-            if (cu.batch == token) cu.batch = 0;
-        for (auto& p : _resumes)
-            if (p.batch == token) p.batch = 0;
+        unbatch(token);
         return;
     }
     _batch_token = token;
     _batch_reads = std::move(reads);
-    _batch_result.reset();
-    _batch_marked = false;
     _batch_sent_ms = now;
     wake_if_sleeping(_history->reader_wake.flag, _history->reader_wake.eventfd);
 }
 
-void redis_subscriber::abandon_batch(std::int64_t now) noexcept {
+// The batch in flight is given up (it failed, timed out, or the link went): what waited on
+// it is asked again in the next one.
+void redis_subscriber::abandon_batch() noexcept {
     if (_batch_token == 0) return;
+    unbatch(_batch_token);
+    end_batch();
+}
+
+// What waited on batch `token` waits for the next one.
+void redis_subscriber::unbatch(std::uint64_t token) noexcept {
     for (auto& [channel, cu] : _catch_ups)
-        if (cu.batch == _batch_token) cu.batch = 0;
+        if (cu.batch == token) cu.batch = 0;
     for (auto& p : _resumes)
-        if (p.batch == _batch_token) {
-            p.batch = 0;
-            p.deadline_ms = std::min(p.deadline_ms, now + limits::resume_timeout.count());
-        }
+        if (p.batch == token) p.batch = 0;
+}
+
+// No batch is in flight any more.
+void redis_subscriber::end_batch() noexcept {
     _batch_token = 0;
     _batch_result.reset();
     _batch_marked = false;
@@ -336,9 +337,7 @@ void redis_subscriber::finish_batch() {
     history_batch_result result = std::move(*_batch_result);
     const std::uint64_t token = _batch_token;
     std::vector<history_read> reads = std::move(_batch_reads);
-    _batch_token = 0;
-    _batch_result.reset();
-    _batch_marked = false;
+    end_batch();
     // Every entry up to the clock read in the transaction has reached this thread (routed,
     // or held by a catch-up) or is in the reads. Should the clock key be missing or behind
     // (deleted, written under another prefix), the newest entry read stands in for it.
@@ -369,14 +368,12 @@ void redis_subscriber::finish_batch() {
                 return false;
             }
         if (!req.from) {
-            _hm->resets_malformed.bump();
-            answer(p.shard, req, replay::reset, {}, through, "malformed");
+            reset(p.shard, req, through, reset_reason::malformed);
             return true;
         }
         const stream_id from = *req.from;
         if (from > through) {
-            _hm->resets_unknown.bump();
-            answer(p.shard, req, replay::reset, {}, through, "unknown");
+            reset(p.shard, req, through, reset_reason::unknown);
             return true;
         }
         std::vector<history_entry> entries;
@@ -393,8 +390,7 @@ void redis_subscriber::finish_batch() {
             }
             const stream_read& read = *it->second;
             if (!read.covers(from)) {
-                _hm->resets_trimmed.bump();
-                answer(p.shard, req, replay::reset, {}, through, "trimmed");
+                reset(p.shard, req, through, reset_reason::trimmed);
                 return true;
             }
             if (read.truncated) {
@@ -404,46 +400,53 @@ void redis_subscriber::finish_batch() {
                     p.batch = 0;
                     return false;
                 }
-                _hm->resets_too_long.bump();
-                answer(p.shard, req, replay::reset, {}, through, "too_long");
+                reset(p.shard, req, through, reset_reason::too_long);
                 return true;
             }
             for (const auto& e : read.entries)
                 if (e.id > from && e.id <= through && e.frame) entries.push_back(e);
         }
         _hm->from_redis.bump();
-        answer(p.shard, req, replay::entries, std::move(entries), through);
+        replay_entries(p.shard, req, std::move(entries), through);
         return true;
     });
     // What the reads seeded may answer the requests that came while they were made.
     _recheck_resumes = true;
 }
 
-// Queues the answer for the stream; a replay past the bounds becomes a reset.
-void redis_subscriber::answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
-                              std::vector<history_entry> entries, stream_id through,
-                              std::string_view reason) {
-    if (outcome == replay::entries &&
-        (entries.size() > limits::replay_max_entries || frame_bytes(entries) > limits::replay_max_bytes)) {
-        _hm->resets_too_long.bump();
-        outcome = replay::reset;
-        reason = "too_long";
+// The history after the stream's id, in id order; past the replay bounds, a reset instead.
+void redis_subscriber::replay_entries(unsigned shard, const resume_request& req,
+                                      std::vector<history_entry> entries, stream_id through) {
+    if (entries.size() > limits::replay_max_entries || frame_bytes(entries) > limits::replay_max_bytes) {
+        reset(shard, req, through, reset_reason::too_long);
+        return;
     }
-    auto r = std::make_unique<replay>();
-    r->conn = req.conn;
-    r->gen = req.gen;
-    r->outcome = outcome;
-    r->through = through;
-    if (outcome == replay::entries) {
-        std::sort(entries.begin(), entries.end(),
-                  [](const history_entry& a, const history_entry& b) { return a.id < b.id; });
-        r->frames.reserve(entries.size());
-        for (auto& e : entries) r->frames.push_back(std::move(e.frame));
-        _hm->replayed.bump(r->frames.size());
-    } else if (outcome == replay::reset) {
-        r->frames.push_back(make_reset_frame(through, reason, req.from));
+    std::sort(entries.begin(), entries.end(),
+              [](const history_entry& a, const history_entry& b) { return a.id < b.id; });
+    std::vector<frame_ref> frames;
+    frames.reserve(entries.size());
+    for (auto& e : entries) frames.push_back(std::move(e.frame));
+    _hm->replayed.bump(frames.size());
+    send_answer(shard, req, replay::entries, std::move(frames), through);
+}
+
+// A jugglite-reset with the head as its id, counted by its reason.
+void redis_subscriber::reset(unsigned shard, const resume_request& req, stream_id through, reset_reason why) {
+    std::string_view name;
+    switch (why) {
+        case reset_reason::trimmed: _hm->resets_trimmed.bump(), name = "trimmed"; break;
+        case reset_reason::unknown: _hm->resets_unknown.bump(), name = "unknown"; break;
+        case reset_reason::malformed: _hm->resets_malformed.bump(), name = "malformed"; break;
+        case reset_reason::too_long: _hm->resets_too_long.bump(), name = "too_long"; break;
     }
-    _answer_backlog[shard].push_back(std::move(r));
+    send_answer(shard, req, replay::reset, {make_reset_frame(through, name, req.from)}, through);
+}
+
+// Queues the answer for the stream's shard.
+void redis_subscriber::send_answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
+                                   std::vector<frame_ref> frames, stream_id through) {
+    _answer_backlog[shard].push_back(
+        std::make_unique<replay>(replay{req.conn, req.gen, outcome, std::move(frames), through}));
 }
 
 // Answers go in the shard's message queue. One it can't take waits here: its place among
