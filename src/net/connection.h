@@ -59,9 +59,8 @@ enum deferred_op : std::uint8_t {
 // all queued. Meanwhile live frames that reach it are held, to go after the replay.
 struct resume_state {
     std::optional<stream_id> from;  // nullopt: the client's id was malformed
-    bool asked = false;             // the request went to the redis thread
     bool answered = false;          // the answer came: replay and held frames are fed
-    std::int64_t deadline_ms = 0;   // asked: the redis thread's answer is due by then
+    std::int64_t deadline_ms = 0;   // the redis thread's answer is due by then
     std::deque<frame_ref> replay;   // answer frames not yet queued
     std::deque<frame_ref> held;     // live frames behind the replay, in arrival order
     std::size_t held_bytes = 0;

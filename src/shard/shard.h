@@ -114,7 +114,7 @@ private:
     // channels' history once they are subscribed, holds live frames until the answer, and
     // is fed the replay as its sends complete.
     void prepare_resume(connection& c, const std::string& last_event_id);
-    void ask_resume(connection& c, std::uint32_t id) noexcept;
+    void ask_resume(connection& c, std::uint32_t id, std::vector<std::string> channels) noexcept;
     void flush_resumes() noexcept;
     void hold(connection& c, std::uint32_t id, const frame_ref& f) noexcept;
     void on_replay(replay& r) noexcept;

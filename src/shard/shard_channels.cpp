@@ -23,8 +23,8 @@ void shard::join_channels(connection& c, std::uint32_t id, std::vector<std::stri
 
 // Every channel is confirmed: write the response head and the registration comment.
 void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
+    stream_route route{{}, false, std::nullopt};
     try {
-        stream_route route{{}, false};
         route.channels.reserve(c.channels.size());
         for (const membership& m : c.channels) route.channels.push_back(m.entry->name);
         frame_ref head = frame_ref::make(stream_response(route, cors_headers(c)));
@@ -43,7 +43,8 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
         close_conn(c, id, close_reason::client_gone);
         return;
     }
-    if (c.extras && c.extras->resume) ask_resume(c, id);
+    // A resuming stream asks for the history of the channels its head names.
+    if (c.extras && c.extras->resume) ask_resume(c, id, std::move(route.channels));
     if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, id);
 }
 

@@ -19,18 +19,14 @@ void shard::prepare_resume(connection& c, const std::string& last_event_id) {
 }
 
 // Called once the stream's headers are queued: from here on it holds live frames.
-void shard::ask_resume(connection& c, std::uint32_t id) noexcept {
+void shard::ask_resume(connection& c, std::uint32_t id, std::vector<std::string> channels) noexcept {
     resume_state& r = *c.extras->resume;
     try {
-        resume_request req{id, c.gen, r.from, {}};
-        req.channels.reserve(c.channels.size());
-        for (const membership& m : c.channels) req.channels.push_back(m.entry->name);
-        _resume_backlog.push_back(std::move(req));
+        _resume_backlog.push_back(resume_request{id, c.gen, r.from, std::move(channels)});
     } catch (const std::bad_alloc&) {
         close_conn(c, id, close_reason::client_gone);
         return;
     }
-    r.asked = true;
     // The redis thread answers within limits::resume_timeout (unavailable at the latest);
     // this is the backstop should an answer be lost.
     r.deadline_ms = _now_ms + limits::resume_timeout.count() + 5'000;
