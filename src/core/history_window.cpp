@@ -159,10 +159,8 @@ void history_windows::seed(std::string_view channel, const stream_read& read, st
     if (*base >= w._base || read_end < w._base) return;
     std::optional<stream_id> old_front;
     if (!w._entries.empty()) old_front = w._entries.front().id;
-    std::vector<history_entry> older;
-    for (const auto& e : read.entries)
-        if (e.id > *base && e.id <= w._base) older.push_back(e);
-    for (auto it = older.rbegin(); it != older.rend(); ++it) {
+    for (auto it = read.entries.rbegin(); it != read.entries.rend(); ++it) {
+        if (it->id <= *base || it->id > w._base) continue;
         const std::size_t c = cost(*it);
         w._entries.push_front(*it);
         w._bytes += c;
