@@ -92,6 +92,16 @@ void history_windows::enforce_budget() {
     }
 }
 
+void history_windows::restart(std::string_view channel, const history_entry& e,
+                              std::optional<stream_id> previous) {
+    history_window& w = window(channel);
+    clear(w);
+    w._base = previous.value_or(stream_id{});
+    w._state = history_window::state::known;
+    push(w, e);
+    enforce_budget();
+}
+
 history_windows::fit history_windows::on_live(std::string_view channel, const history_entry& e,
                                               std::optional<stream_id> previous) {
     history_window& w = window(channel);

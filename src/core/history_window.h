@@ -100,6 +100,9 @@ public:
     };
     // A message routed live on `channel`, with the previous id its envelope carries.
     fit on_live(std::string_view channel, const history_entry& e, std::optional<stream_id> previous);
+    // The same message routed in spite of a gap (a catch-up was given up): the window
+    // starts again at it, known from its previous id on.
+    void restart(std::string_view channel, const history_entry& e, std::optional<stream_id> previous);
 
     // A read from the window's tail (inclusive) that caught the channel up after a gap or
     // a lost link, taken at the moment every entry up to it was routed. Returns the

@@ -77,15 +77,12 @@ void redis_subscriber::abandon_catch_up(std::string_view channel) {
     std::deque<held_message> held = std::move(it->second.held);
     _catch_ups.erase(it);
     _recheck_resumes = true;
-    _windows->forget(channel);
+    _windows->forget(channel);  // what it missed is unknown
     for (auto& m : held) {
         if (!m.id.empty()) {
-            // Known again from the first message on (a window restarts at a message's
-            // previous id), restarting at each further gap.
-            if (_windows->on_live(channel, {m.id, m.frame}, m.previous) == history_windows::fit::gap) {
-                _windows->forget(channel);
-                (void)_windows->on_live(channel, {m.id, m.frame}, m.previous);
-            }
+            // Known again from the first message on, starting again at each further gap.
+            if (_windows->on_live(channel, {m.id, m.frame}, m.previous) == history_windows::fit::gap)
+                _windows->restart(channel, {m.id, m.frame}, m.previous);
             _routed_max = std::max(_routed_max, m.id);
         }
         if (m.frame) fan_out(channel, m.frame);

@@ -143,3 +143,14 @@ TEST_CASE("windows are bounded by length per channel and by bytes overall, oldes
     CHECK(byBytes.find("a") == nullptr);
     CHECK(byBytes.bytes() == one);
 }
+
+TEST_CASE("a restart begins the window again at a message, past a gap") {
+    history_windows w(1 << 20, 100);
+    w.on_live("a", entry(id(10)), id(5));
+    CHECK(w.on_live("a", entry(id(30)), id(20)) == history_windows::fit::gap);
+    w.restart("a", entry(id(30)), id(20));
+    const history_window* a = w.find("a");
+    CHECK(a->base() == id(20));
+    CHECK(collect(*a, id(0)) == std::vector{id(30)});
+    CHECK_FALSE(a->covers(id(10)));
+}
