@@ -18,7 +18,15 @@ bash scripts/tune-linux.sh >/dev/null
 ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-metric() { curl -s -m 2 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1==n {print $2}' || true; }
+# The sum of the samples named (or labelled) as any of $2...: the builds compared may
+# predate the Prometheus names, so callers give the old name and the new series.
+metric() {
+  local port=$1; shift
+  curl -s -m 2 "http://127.0.0.1:$port/metrics" | awk -v names="$*" '
+    BEGIN { split(names, want, " ") }
+    !/^#/ { for (i in want) if ($1 == want[i] || index($1, want[i] "{") == 1) { s += $2; hit = 1 } }
+    END { if (hit) print s }' || true
+}
 
 run() {
   local bin=$1 label=$2 rport port pid
@@ -40,8 +48,8 @@ run() {
       "$loadgen" --port "$port" --conns 120000 --workers 8 --sources 16 --ramp 10000 \
         --pub-port "$rport" --rates 1 --messages 1 --step-seconds 1 --hold 3 --pids "$pid" \
         --label "$label" 2>&1 | grep -E "^$label|step"
-      echo "$label: connections_refused_capacity=$(metric "$port" connections_refused_capacity)" \
-        "connections_rejected=$(metric "$port" connections_rejected)"
+      echo "$label: connections_refused_capacity=$(metric "$port" connections_refused_capacity 'jugglite_connections_refused_total{reason="capacity"}')" \
+        "connections_rejected=$(metric "$port" connections_rejected jugglite_connections_rejected_total)"
       ;;
     fanout)
       "$loadgen" --port "$port" --conns 20000 --workers 4 --sources 8 --ramp 10000 \
@@ -58,7 +66,7 @@ run() {
       # Until all are open, or the count stops growing (a build that can't hold them all).
       local last=-1 same=0
       for _ in $(seq 120); do
-        n=$(metric "$port" connections_open); [[ "$n" == 50000 ]] && break
+        n=$(metric "$port" connections_open jugglite_connections_open); [[ "$n" == 50000 ]] && break
         if [[ "$n" == "$last" ]]; then same=$((same + 1)); else same=0; fi
         [[ $same -ge 6 ]] && break
         last=$n; sleep 0.5

@@ -214,12 +214,22 @@ def main():
         metrics = os.path.join(raw, "churn-jugglite.metrics.txt")
         if os.path.exists(metrics):
             with open(metrics) as f:
-                counters = dict(l.split(" ", 1) for l in f.read().split("\r\n\r\n", 1)[-1].splitlines() if " " in l)
+                text = f.read().split("\r\n\r\n", 1)[-1]
+
+            def total(*names):
+                """The sum of the samples of the first of `names` /metrics has (older runs
+                used the names before the Prometheus ones)."""
+                for name in names:
+                    vals = [float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                            if l.startswith((name + " ", name + "{"))]
+                    if vals:
+                        return f"{sum(vals):.0f}"
+                return "?"
             lines.append("")
             lines.append(f"jugglite's own counters after all clients left: connections_open "
-                         f"{counters.get('connections_open', '?').strip()}, opened "
-                         f"{counters.get('connections_opened', '?').strip()}, closed "
-                         f"{counters.get('connections_closed', '?').strip()} (every slot returned).")
+                         f"{total('jugglite_connections_open', 'connections_open')}, opened "
+                         f"{total('jugglite_connections_opened_total', 'connections_opened')}, closed "
+                         f"{total('jugglite_connections_closed_total', 'connections_closed')} (every slot returned).")
         lines.append("")
 
     connects = {k.split("-", 1)[1]: rs["jugglite"] for k, rs in runs.items()

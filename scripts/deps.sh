@@ -10,6 +10,11 @@ packages=(
   redis-server redis-tools curl
 )
 
+# `deps.sh test`: also Prometheus (promtool checks /metrics; a test scrapes it for real).
+if [[ "${1:-}" == test ]]; then
+  packages+=(prometheus)
+fi
+
 # `deps.sh e2e`: also what the e2e tests need (nginx, Chromium, Node.js).
 if [[ "${1:-}" == e2e ]]; then
   packages+=(nginx chromium)

@@ -13,6 +13,13 @@ namespace jugglite {
         .count();
 }
 
+// The same clock in microseconds: a message's receipt and its sends' completions.
+[[nodiscard]] inline std::int64_t monotonic_us() noexcept {
+    return std::chrono::duration_cast<std::chrono::microseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
 [[nodiscard]] inline std::int64_t unix_ms() noexcept {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())

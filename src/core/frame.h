@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
 #include <cstdint>
 #include <cstring>
 #include <new>
@@ -26,6 +27,9 @@ public:
     // The history entry this frame delivers (its `id:`), or empty for a message published
     // without history and for the server's own frames.
     [[nodiscard]] const stream_id& id() const noexcept { return _id; }
+    // monotonic_us() when the message arrived from Redis; 0 for replays and the server's
+    // own frames, which the delivery-delay histogram leaves out.
+    [[nodiscard]] std::int64_t received_us() const noexcept { return _received_us; }
 
 private:
     friend class frame_ref;
@@ -36,6 +40,7 @@ private:
     std::uint32_t _size;
     std::uint64_t _seq;
     stream_id _id;
+    std::int64_t _received_us = 0;
 };
 
 // Owning handle to a frame. Copy adds a reference, destruction drops one.
@@ -82,6 +87,13 @@ public:
             ::operator delete(_f);
         }
         _f = nullptr;
+    }
+
+    // Records when the message arrived. Only before the frame is shared: its creator holds
+    // the one reference.
+    void stamp_received(std::int64_t us) noexcept {
+        assert(_f && _f->_refs.load(std::memory_order_relaxed) == 1);
+        _f->_received_us = us;
     }
 
     [[nodiscard]] const frame* get() const noexcept { return _f; }

@@ -2,8 +2,11 @@
 // and the shutdown log), so fields are relaxed atomics updated without a locked RMW.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 
 namespace jugglite {
@@ -19,6 +22,39 @@ public:
 
 private:
     std::atomic<std::uint64_t> _v{0};
+};
+
+// How long frames took from their receipt from Redis to the completion of the send that
+// wrote their last byte, per shard. Bounds in microseconds, from well under a loop turn
+// to the send-stall timeout; counts are per bucket (not cumulative), one more for beyond.
+struct delay_histogram {
+    static constexpr std::array<std::uint64_t, 15> bounds_us{
+        100, 250, 500, 1'000, 2'500, 5'000, 10'000, 25'000, 50'000,
+        100'000, 250'000, 500'000, 1'000'000, 2'500'000, 10'000'000};
+
+    void observe(std::uint64_t us) noexcept {
+        auto i = static_cast<std::size_t>(
+            std::lower_bound(bounds_us.begin(), bounds_us.end(), us) - bounds_us.begin());
+        counts[i].bump();
+        sum_us.bump(us);
+    }
+
+    std::array<counter, bounds_us.size() + 1> counts;
+    counter sum_us;
+};
+
+// A snapshot of how many streams hold how many unsent bytes, per shard, taken over one
+// round of the timer slices. Bounds in bytes; per bucket, one more for beyond.
+struct queued_bytes_gauge {
+    static constexpr std::array<std::uint64_t, 8> bounds{
+        0, 1'024, 4'096, 16'384, 65'536, 262'144, 1'048'576, 4'194'304};
+
+    [[nodiscard]] static std::size_t bucket_of(std::uint64_t bytes) noexcept {
+        return static_cast<std::size_t>(
+            std::lower_bound(bounds.begin(), bounds.end(), bytes) - bounds.begin());
+    }
+
+    std::array<counter, bounds.size() + 1> streams;
 };
 
 // Written by one shard thread.
@@ -49,6 +85,8 @@ struct shard_metrics {
     counter events_dropped_queue_full;  // events the events thread's queue had no room for
     counter sqe_deferred;        // operations retried on the next loop turn: no SQE
     counter heartbeat_ms;        // gauge: monotonic time of the loop's last turn (/livez)
+    delay_histogram delivery_delay;  // receipt from Redis to send completion
+    queued_bytes_gauge queued;       // streams by unsent bytes (a snapshot)
 };
 
 // Written by the redis thread.
@@ -106,6 +144,27 @@ struct event_metrics {
     counter dropped_backlog;    // records dropped: Redis is not keeping up
     counter link_errors;        // links lost or replaced (error, or no answer in time)
 };
+
+// Everything /metrics reports, as read by the shard that answers the scrape. The side
+// blocks are null when their thread doesn't run.
+struct metrics_view {
+    std::span<const shard_metrics> shards;
+    const redis_metrics* redis = nullptr;
+    bool redis_ready = false;
+    const auth_metrics* auth = nullptr;
+    const history_metrics* history = nullptr;
+    const event_metrics* events = nullptr;
+    std::uint64_t resident_bytes = 0;  // the process' RSS
+    double cpu_seconds = 0;            // user + system CPU of the process
+};
+
+// /metrics' body in the Prometheus text exposition format: `jugglite_` names, `_total` on
+// counters, base units, a `shard` label on the per-shard families, and the delivery
+// delay histogram summed over the shards.
+[[nodiscard]] std::string render_prometheus(const metrics_view& v);
+
+// The process' RSS and CPU time, for metrics_view (from /proc/self/statm and getrusage).
+void read_process_figures(metrics_view& v) noexcept;
 
 // One line per counter block, for the shutdown log.
 [[nodiscard]] std::string format_counters(const shard_metrics& m);

@@ -70,6 +70,18 @@ std::string retry_response(std::uint32_t retry_ms, std::string_view reason, std:
     return fmt::format("{}{}\r\n: {}\nretry: {}\n\n", stream_head, extra, reason, retry_ms);
 }
 
+std::string metrics_response(std::string_view body) {
+    return fmt::format(
+        "HTTP/1.1 200 OK\r\n"
+        "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+        "Content-Length: {}\r\n"
+        "Cache-Control: no-cache\r\n"
+        "Connection: close\r\n"
+        "\r\n"
+        "{}",
+        body.size(), body);
+}
+
 std::string simple_response(int status, std::string_view body, std::string_view headers) {
     std::string extra(headers);
     if (status == 503) extra += fmt::format("Retry-After: {}\r\n", limits::retry_after_seconds);

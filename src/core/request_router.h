@@ -50,6 +50,9 @@ using route = std::variant<stream_route, health_route, metrics_route, preflight_
 [[nodiscard]] std::string simple_response(int status, std::string_view body,
                                           std::string_view extra = {});
 
+// /metrics' answer: 200 with `body` in the Prometheus text format (version 0.0.4), close.
+[[nodiscard]] std::string metrics_response(std::string_view body);
+
 // A refusal an EventSource will retry: 200 with the stream's headers, a comment giving
 // `reason`, `retry: retry_ms`, then close. (Any non-200 status ends an EventSource for
 // good, per the HTML spec.)

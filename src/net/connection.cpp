@@ -61,7 +61,8 @@ send_plan connection::plan_send() {
     return {nullptr, 0, &_batch->msg, n};
 }
 
-std::uint32_t connection::consume(std::size_t n) noexcept {
+std::uint32_t connection::consume(std::size_t n, delay_histogram* delays,
+                                  std::int64_t now_us) noexcept {
     send_inflight = false;
     _unsent_bytes -= n;
     std::uint32_t done = 0;
@@ -72,6 +73,8 @@ std::uint32_t connection::consume(std::size_t n) noexcept {
             break;
         }
         n -= left;
+        if (delays && _pending[_head]->received_us() != 0)
+            delays->observe(static_cast<std::uint64_t>(std::max<std::int64_t>(0, now_us - _pending[_head]->received_us())));
         _pending[_head].reset();
         ++_head;
         _head_offset = 0;

@@ -16,6 +16,7 @@
 #include "core/channel_registry.h"
 #include "core/frame.h"
 #include "core/limits.h"
+#include "core/metrics.h"
 #include "core/stream_id.h"
 
 namespace jugglite {
@@ -97,8 +98,10 @@ public:
     [[nodiscard]] send_plan plan_send();
 
     // Accounts `n` bytes written by the in-flight send; returns the frames completed.
-    // Clears the in-flight mark.
-    std::uint32_t consume(std::size_t n) noexcept;
+    // Clears the in-flight mark. With `delays`, each completed frame that came from Redis
+    // is observed there with its age at `now_us`.
+    std::uint32_t consume(std::size_t n, delay_histogram* delays = nullptr,
+                          std::int64_t now_us = 0) noexcept;
 
     [[nodiscard]] bool has_pending() const noexcept { return _head < _pending.size(); }
     // Bytes queued behind the head frame: what enqueue's cap bounds. Above the cap, enqueue

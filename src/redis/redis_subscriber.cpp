@@ -472,6 +472,7 @@ void redis_subscriber::route(std::string_view channel, std::string_view payload)
         } else {
             // Built in place, once for every shard. With --history only an entry id is an SSE id.
             f = make_sse_frame(payload, ++_seq, {id, !_cfg.history_enabled});
+            f.stamp_received(monotonic_us());
         }
         if (_history && !admit_live(channel, id, f, envelope ? envelope->previous : std::nullopt)) return;
         if (f) fan_out(channel, mask, f);

@@ -103,6 +103,7 @@ void shard::loop() noexcept {
             int rc = _units[u].io->submit_and_get_events();
             if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
                 log::error("shard {}: io_uring_enter: {}", _id, std::strerror(-rc));
+            _reap_us = monotonic_us();
             completions += _units[u].io->drain([this, u](const io_uring_cqe& cqe) { handle(u, cqe); });
         }
         if (completions == 0 && !work_queued()) sleep();
@@ -273,6 +274,10 @@ void shard::on_tick() noexcept {
     check_longpolls();
     for (std::uint32_t u = 0; u < _units.size(); ++u) tick_slice(u);
     _slice = (_slice + 1) % limits::timer_slices;
+    if (_slice == 0) {  // a round is complete: its snapshot replaces the last one
+        for (std::size_t i = 0; i < _queued_round.size(); ++i) _metrics.queued.streams[i].set(_queued_round[i]);
+        _queued_round.fill(0);
+    }
     close_slow_consumers();
     start_queued_sends();
 }
@@ -308,6 +313,7 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                 break;
             case conn_state::streaming:
             case conn_state::closing_after_send:
+                ++_queued_round[queued_bytes_gauge::bucket_of(c.unsent_bytes())];
                 if (c.send_inflight && _now_ms - c.send_started_ms >= stall_ms) {
                     close_conn(c, id, close_reason::slow_consumer);
                 } else if (c.state == conn_state::streaming && c.expires_at_s != 0 &&

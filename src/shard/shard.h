@@ -240,8 +240,12 @@ private:
     std::array<accept_slot, limits::accepts_in_flight> _accept_slots{};
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;
+    std::int64_t _reap_us = 0;  // monotonic_us() when the completions being handled were reaped
     std::int64_t _next_tick_ms = 0;
     unsigned _slice = 0;
+    // Streams by unsent bytes, counted over this round of slices; published to
+    // _metrics.queued when the round ends.
+    std::array<std::uint64_t, queued_bytes_gauge::bounds.size() + 1> _queued_round{};
 };
 
 }  // namespace jugglite

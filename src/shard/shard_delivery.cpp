@@ -134,7 +134,7 @@ void shard::on_send(connection& c, std::uint32_t id, int res) noexcept {
         close_conn(c, id, close_reason::client_gone);
         return;
     }
-    _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res)));
+    _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res), &_metrics.delivery_delay, _reap_us));
     _metrics.bytes_out.bump(static_cast<std::uint64_t>(res));
     c.last_write_ms = _now_ms;
     if (c.extras && c.extras->resume && c.extras->resume->answered && c.state == conn_state::streaming) {

@@ -69,7 +69,7 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
             default: answer_and_close(c, id, 503, "redis subscriber is not connected"); break;
         }
     } else if (std::holds_alternative<metrics_route>(r)) {
-        answer_and_close(c, id, 200, metrics_text());
+        send_final(c, id, [&] { return metrics_response(metrics_text()); });
     } else {
         const auto& e = std::get<http_error>(r);
         answer_and_close(c, id, e.status, e.reason);
@@ -396,67 +396,14 @@ bool shard::live() const noexcept {
 }
 
 std::string shard::metrics_text() const {
-    auto total = [&](auto field) {
-        std::uint64_t n = 0;
-        for (const auto& m : _env.all_shards) n += (m.*field).get();
-        return n;
-    };
-    const redis_metrics& r = *_env.redis_counters;
-    std::string out = fmt::format(
-        "connections_open {}\nconnections_opened {}\nconnections_rejected {}\n"
-        "connections_closed {}\nconnections_refused_capacity {}\nconnections_refused_channels {}\n"
-        "connections_refused_redis {}\nconnections_refused_auth {}\n"
-        "connections_refused_auth_unavailable {}\nstreams_expired {}\nstreams_revoked {}\n"
-        "longpolls_ended {}\nslow_consumers {}\nrequest_timeouts {}\n"
-        "channels_dropped_from_streams {}\naccept_errors {}\nsubmissions_deferred {}\nframes_out {}\nbytes_out {}\nframes_dropped_closed {}\n"
-        "redis_messages_in {}\nredis_messages_dropped_queue_full {}\n"
-        "redis_messages_dropped_too_large {}\nredis_messages_dropped_no_memory {}\n"
-        "redis_reconnects {}\nredis_link_timeouts {}\nredis_channels_refused {}\n"
-        "redis_channels_over_capacity {}\nredis_subscribed_channels {}",
-        total(&shard_metrics::conns_open), total(&shard_metrics::conns_opened),
-        total(&shard_metrics::conns_rejected), total(&shard_metrics::conns_closed),
-        total(&shard_metrics::refused_capacity), total(&shard_metrics::refused_channels),
-        total(&shard_metrics::refused_redis), total(&shard_metrics::refused_auth),
-        total(&shard_metrics::refused_auth_unavailable),
-        total(&shard_metrics::streams_expired), total(&shard_metrics::streams_revoked),
-        total(&shard_metrics::longpolls_ended),
-        total(&shard_metrics::slow_consumers),
-        total(&shard_metrics::request_timeouts), total(&shard_metrics::channels_dropped),
-        total(&shard_metrics::accept_errors), total(&shard_metrics::sqe_deferred),
-        total(&shard_metrics::frames_out), total(&shard_metrics::bytes_out),
-        total(&shard_metrics::frames_dropped_closed), r.messages_in.get(),
-        r.messages_dropped_full.get(), r.messages_dropped_too_large.get(),
-        r.messages_dropped_no_memory.get(), r.reconnects.get(), r.link_timeouts.get(),
-        r.channels_refused.get(), r.channels_over_capacity.get(), r.subscribed_channels.get());
-    if (const auth_metrics* a = _env.side.auth_counters)
-        out += fmt::format("\nauth_calls {}\nauth_cache_hits {}\nauth_granted {}\nauth_denied {}\n"
-                           "auth_failed {}\nauth_in_flight {}",
-                           a->calls.get(), a->cache_hits.get(), a->granted.get(), a->denied.get(),
-                           a->failed.get(), a->in_flight.get());
-    if (const history_metrics* h = _env.side.history_counters)
-        out += fmt::format(
-            "\nhistory_resumes {}\nhistory_resumed_from_memory {}\nhistory_resumed_from_redis {}\n"
-            "history_replayed_frames {}\nhistory_resets_trimmed {}\nhistory_resets_unknown {}\n"
-            "history_resets_malformed {}\nhistory_resets_too_long {}\nhistory_resumes_unavailable {}\n"
-            "history_streams_resumed {}\nhistory_streams_resume_failed {}\nhistory_gaps {}\n"
-            "history_catch_ups {}\nhistory_caught_up_messages {}\nhistory_catch_ups_abandoned {}\n"
-            "history_window_bytes {}\nhistory_window_evicted {}\nhistory_read_batches {}\n"
-            "history_reads {}\nhistory_read_errors {}\nhistory_library_loads {}",
-            h->resumes.get(), h->from_memory.get(), h->from_redis.get(), h->replayed.get(),
-            h->resets_trimmed.get(), h->resets_unknown.get(), h->resets_malformed.get(),
-            h->resets_too_long.get(), h->unavailable.get(), total(&shard_metrics::streams_resumed),
-            total(&shard_metrics::resumes_failed), h->gaps.get(), h->catch_ups.get(),
-            h->caught_up.get(), h->catch_ups_abandoned.get(), h->window_bytes.get(),
-            h->window_evicted.get(), h->batches.get(), h->reads.get(), h->read_errors.get(),
-            h->library_loads.get());
-    if (const event_metrics* e = _env.side.event_counters)
-        out += fmt::format("\nevents_published {}\nevents_dropped_queue_full {}\n"
-                           "events_dropped_redis_down {}\nevents_dropped_backlog {}\n"
-                           "events_link_errors {}",
-                           e->published.get(), total(&shard_metrics::events_dropped_queue_full),
-                           e->dropped_redis_down.get(), e->dropped_backlog.get(),
-                           e->link_errors.get());
-    return out;
+    metrics_view v{.shards = _env.all_shards,
+                   .redis = _env.redis_counters,
+                   .redis_ready = _env.redis_state->is_ready(),
+                   .auth = _env.side.auth_counters,
+                   .history = _env.side.history_counters,
+                   .events = _env.side.event_counters};
+    read_process_figures(v);
+    return render_prometheus(v);
 }
 
 }  // namespace jugglite

@@ -88,15 +88,18 @@ export class Stack {
     await exited;
   }
 
-  // A counter from node `i`'s /metrics (on its unix socket).
+  // A metric from node `i`'s /metrics (on its unix socket): the sum of the samples named
+  // `name` over their labels, or undefined when there is none.
   metric(i, name) {
     return new Promise((resolve, reject) => {
       const req = http.get({ socketPath: this.sockets[i], path: '/metrics' }, (res) => {
         let body = '';
         res.on('data', (d) => { body += d; });
         res.on('end', () => {
-          const line = body.split('\n').find((l) => l.startsWith(`${name} `));
-          resolve(line === undefined ? undefined : Number(line.split(' ')[1]));
+          const samples = body.split('\n')
+            .filter((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+          resolve(samples.length === 0 ? undefined
+            : samples.reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0));
         });
       });
       req.on('error', reject);

@@ -34,7 +34,7 @@ const received = (page) => page.evaluate(() => window.events.map((e) => [e.data,
 
 // Which node holds the page's stream.
 async function nodeOf(total = 1) {
-  const open = await Promise.all([0, 1].map((i) => stack.metric(i, 'connections_open').catch(() => 0)));
+  const open = await Promise.all([0, 1].map((i) => stack.metric(i, 'jugglite_connections_open').catch(() => 0)));
   const i = open.findIndex((n) => n >= total);
   assert.notEqual(i, -1, `no node holds the stream: ${open}`);
   return i;
@@ -70,12 +70,12 @@ test('its node stops: the browser moves to the other node through nginx and lose
   for (const m of ['g1', 'g2', 'g3']) await publish(m);
   const other = 1 - node;
   await waitFor('the page on the other node', async () =>
-    (await stack.metric(other, 'connections_open')) >= 1, 20000);
+    (await stack.metric(other, 'jugglite_connections_open')) >= 1, 20000);
   for (const m of ['c1', 'c2']) await publish(m);
   await waitFor('all eight', async () => (await received(page)).length >= 8, 20000);
   await new Promise((r) => setTimeout(r, 300));
   assert.deepEqual(await received(page), sent);
-  assert.ok((await stack.metric(other, 'history_resumes')) >= 1);
+  assert.ok((await stack.metric(other, 'jugglite_history_resumes_total')) >= 1);
   await stack.startJugglite(node);
   await page.close();
 });

@@ -61,7 +61,7 @@ TEST_CASE("no session gets the application's 401, a banned user its 403") {
     auto banned = request_as(server.port(), "/s?channel=a", "banned");
     REQUIRE(banned.read_until_closed());
     CHECK(status_line(banned.received()) == "HTTP/1.1 403 Forbidden");
-    CHECK(metric(server.port(), "connections_refused_auth") == 2);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="auth"})") == 2);
 }
 
 TEST_CASE("while the application is down, an EventSource is told to retry and others get 503") {
@@ -76,8 +76,8 @@ TEST_CASE("while the application is down, an EventSource is told to retry and ot
     REQUIRE(plain.read_until_closed());
     CHECK(status_line(plain.received()) == "HTTP/1.1 503 Service Unavailable");
     CHECK(plain.received().find("Retry-After: ") != std::string::npos);
-    CHECK(metric(server.port(), "connections_refused_auth_unavailable") == 2);
-    CHECK(metric(server.port(), "connections_open") == 0);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="auth_unavailable"})") == 2);
+    CHECK(metric(server.port(), "jugglite_connections_open") == 0);
 }
 
 TEST_CASE("past --auth-timeout the request fails closed") {
@@ -87,7 +87,7 @@ TEST_CASE("past --auth-timeout the request fails closed") {
     auto es = request_as(server.port(), "/s?channel=a", "alice");
     REQUIRE(es.read_until_closed(5s));
     CHECK(es.body().find(": authorization is unavailable\nretry: ") != std::string::npos);
-    CHECK(metric(server.port(), "auth_failed") == 1);
+    CHECK(metric(server.port(), "jugglite_auth_failed_total") == 1);
 }
 
 TEST_CASE("a slow callback does not hold back messages to open streams") {
@@ -102,7 +102,7 @@ TEST_CASE("a slow callback does not hold back messages to open streams") {
     std::vector<raw_client> waiting;
     for (int i = 0; i < 20; ++i)
         waiting.push_back(request_as(server.port(), "/s?channel=" + ch, fmt::format("u{}", i)));
-    REQUIRE(eventually([&] { return metric(server.port(), "auth_in_flight") == 20; }));
+    REQUIRE(eventually([&] { return metric(server.port(), "jugglite_auth_in_flight") == 20; }));
     redis.publish(ch, "while they wait");
     REQUIRE(open.read_until("data: while they wait\n\n"));
     // The message was written while every one of the 20 calls was still unanswered.
@@ -129,7 +129,7 @@ TEST_CASE("calls reuse keep-alive connections, and --auth-cache-seconds answers 
     auto other = request_as(cached.port(), "/s?channel=a", "another-user");
     REQUIRE(other.read_until(": registered to channels: "));
     CHECK(cached_app.requests() == 2);
-    CHECK(metric(cached.port(), "auth_cache_hits") == 4);
+    CHECK(metric(cached.port(), "jugglite_auth_cache_hits_total") == 4);
 }
 
 TEST_CASE("the callback over a unix socket, nginx's unix:/path:/uri form") {
@@ -185,7 +185,7 @@ TEST_CASE("--auth-revalidate ends a stream whose grant the application withdrew,
     app.revoke("grace");
     REQUIRE(revoked.read_until_closed(5s));
     CHECK(revoked.body().find(": access withdrawn\nretry: ") != std::string::npos);
-    CHECK(metric(server.port(), "streams_revoked") == 1);
+    CHECK(metric(server.port(), "jugglite_streams_revoked_total") == 1);
     redis.publish(ch, "still for frank");
     CHECK(kept.read_until("data: still for frank\n\n"));
     CHECK_FALSE(kept.closed());
@@ -206,7 +206,7 @@ TEST_CASE("a burst past the calls in flight waits its turn, and every stream get
     for (int i = 0; i < n; ++i)
         clients.push_back(request_as(server.port(), "/s?channel=public_burst", fmt::format("b{}", i)));
     CHECK(count_reading(clients, ": registered to channels: public_burst", 20s) == n);
-    CHECK(metric(server.port(), "connections_refused_auth_unavailable") == 0);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="auth_unavailable"})") == 0);
     CHECK(app.requests() == n);
 }
 

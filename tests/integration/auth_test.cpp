@@ -117,7 +117,7 @@ TEST_CASE("bad tokens get 401 or 431 with a reason, and open streams never notic
     CHECK(big.ends_with("token too large\n"));
 
     // Every refusal above but the 100 KB cookie, which the request parser refused first.
-    CHECK(metric(server.port(), "connections_refused_auth") == 9);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="auth"})") == 9);
     redis.publish(ch, "still here");
     CHECK(open.read_until("data: still here\n\n"));
     CHECK(answers_200(server.port(), "/livez"));
@@ -132,8 +132,8 @@ TEST_CASE("a stream ends with a retry when its token expires") {
     REQUIRE(c.read_until_closed(8s));
     CHECK(c.body().find(": token expired\nretry: ") != std::string::npos);
     CHECK(c.body().ends_with("\n\n"));
-    CHECK(metric(server.port(), "streams_expired") == 1);
-    CHECK(metric(server.port(), "connections_open") == 0);
+    CHECK(metric(server.port(), "jugglite_streams_expired_total") == 1);
+    CHECK(metric(server.port(), "jugglite_connections_open") == 0);
 }
 
 TEST_CASE("CORS: a listed origin gets credentials, * never does, others get nothing") {
@@ -197,7 +197,7 @@ TEST_CASE("an XHR long-poll ends after a message, and after --longpoll-max witho
 
     auto idle = open_longpoll(server.port(), ch);
     CHECK(idle.read_until_closed(4s));
-    CHECK(metric(server.port(), "longpolls_ended") == 2);
+    CHECK(metric(server.port(), "jugglite_longpolls_ended_total") == 2);
 }
 
 TEST_CASE("keys come from the environment, secret files with a kid, and PEM files") {

@@ -62,7 +62,7 @@ TEST_CASE("register and unregister carry one id, the grant's sub, the peer and t
     json reg2 = next_event(listener, "register");
     REQUIRE(reg2.is_object());
     CHECK(reg2["id"] != id);
-    CHECK(metric(server.port(), "events_published") >= 3);
+    CHECK(metric(server.port(), "jugglite_events_published_total") >= 3);
 }
 
 TEST_CASE("a node heartbeat carries the open-stream count, and shutdown unregisters every stream") {
@@ -108,11 +108,11 @@ TEST_CASE("while Redis is down, events are dropped and counted, and they flow ag
     jugglite_server server({"--events-channel", events, "--events-heartbeat", "1"}, own.url());
     auto ch = unique_channel();
     auto c = open_stream(server.port(), "/s?channel=" + ch);
-    REQUIRE(eventually([&] { return metric(server.port(), "events_published") >= 1; }));
+    REQUIRE(eventually([&] { return metric(server.port(), "jugglite_events_published_total") >= 1; }));
     own.stop();
     c.close();  // its unregister finds no Redis
-    CHECK(eventually([&] { return metric(server.port(), "events_dropped_redis_down") >= 2; }, 15s));
-    CHECK(metric(server.port(), "events_link_errors") >= 1);
+    CHECK(eventually([&] { return metric(server.port(), R"(jugglite_events_dropped_total{reason="redis_down"})") >= 2; }, 15s));
+    CHECK(metric(server.port(), "jugglite_events_link_errors_total") >= 1);
     own.start();
     redis_client listener(own.port());
     listener.subscribe(events);

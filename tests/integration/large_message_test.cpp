@@ -17,11 +17,7 @@ long long metric(const std::function<raw_client()>& connect, std::string_view na
     raw_client c = connect();
     c.get("/metrics");
     c.read_until_closed(5s);
-    std::string line = "\n";
-    line.append(name).push_back(' ');
-    auto p = c.received().find(line);
-    if (p == std::string::npos) return -1;
-    return std::stoll(c.received().substr(p + line.size()));
+    return metric_in(c.received(), name);
 }
 
 // `size` bytes of printable text, no line ends, that changes every byte so a lost or
@@ -77,7 +73,7 @@ TEST_CASE("large messages: a 2 MB message and the next one reach all 3 subscribe
         CHECK((c.body() == expected));  // not decomposed: megabytes of text on failure
         CHECK_FALSE(c.closed());
     }
-    CHECK(metric(connect, "slow_consumers") == 0);
+    CHECK(metric(connect, "jugglite_slow_consumers_total") == 0);
     for (raw_client& c : subs.streams) CHECK_FALSE(c.read_until_closed(200ms));
 }
 
@@ -115,7 +111,7 @@ TEST_CASE("large messages: two 600 KB messages back to back reach all 3 subscrib
         CHECK((c.body() == expected));  // not decomposed: megabytes of text on failure
         CHECK_FALSE(c.closed());
     }
-    CHECK(metric(connect, "slow_consumers") == 0);
+    CHECK(metric(connect, "jugglite_slow_consumers_total") == 0);
 }
 
 TEST_CASE("large messages: --max-message-bytes range, environment variable and startup line") {

@@ -51,7 +51,7 @@ TEST_CASE("a frozen Redis turns /readyz to 503 within seconds, /livez stays 200,
         CHECK(answers_200(server.port(), "/livez"));
         std::this_thread::sleep_for(500ms);
     }
-    CHECK(metric(server.port(), "redis_link_timeouts") >= 1);
+    CHECK(metric(server.port(), "jugglite_redis_link_timeouts_total") >= 1);
     CHECK(server.log().find("no reply within") != std::string::npos);
     CHECK_FALSE(c.closed());
 
@@ -89,8 +89,8 @@ TEST_CASE("an ACL that forbids one channel: the others deliver, the stream is to
     redis_client redis(own_redis.port());
     CHECK(redis.publish(ok_ch, "allowed") == 1);
     CHECK(c.read_until("data: allowed\n\n"));
-    CHECK(metric(server.port(), "redis_channels_refused") == 1);
-    CHECK(metric(server.port(), "channels_dropped_from_streams") == 1);
+    CHECK(metric(server.port(), "jugglite_redis_channels_refused_total") == 1);
+    CHECK(metric(server.port(), "jugglite_stream_channels_dropped_total") == 1);
     CHECK(answers_200(server.port(), "/readyz"));
     CHECK(server.log().find("refused") != std::string::npos);
 
@@ -145,7 +145,7 @@ TEST_CASE("a stream waiting for Redis is turned away with a retry an EventSource
     std::string plain = http_get(server.port(), "/stream?channel=" + ch);
     CHECK(plain.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
     CHECK(plain.find("Retry-After: ") != std::string::npos);
-    CHECK(metric(server.port(), "connections_refused_redis") == 2);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="redis"})") == 2);
     // A stream that asked for no channel waits for nothing.
     auto none = raw_client::tcp(server.port());
     none.get("/stream");
@@ -194,7 +194,7 @@ TEST_CASE("--max-channels: a stream needing new channels past the cap is turned 
     CHECK(http_get(server.port(), "/stream?channel=" + c).starts_with("HTTP/1.1 503"));
     // Known channels are fine.
     auto s2 = open_stream(server.port(), "/stream?channel=" + a);
-    CHECK(metric(server.port(), "connections_refused_channels") == 2);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="channels"})") == 2);
     s1.close();
     s2.close();
     CHECK(eventually([&] {
@@ -214,12 +214,12 @@ TEST_CASE("--max-conns: an EventSource gets a retry, others 503, and /readyz sti
         s->get("/stream?channel=" + ch);
         return s->read_until(": registered to channels: " + ch + "\n", 1s);
     }));
-    auto base = metric(server.port(), "connections_refused_capacity");
+    auto base = metric(server.port(), R"(jugglite_connections_refused_total{reason="capacity"})");
     check_retry_answer(http_get(server.port(), "/stream?channel=x", true), "connection limit reached");
     CHECK(http_get(server.port(), "/stream?channel=x").starts_with("HTTP/1.1 503"));
     CHECK(answers_200(server.port(), "/readyz"));
     CHECK(answers_200(server.port(), "/livez"));
-    CHECK(metric(server.port(), "connections_refused_capacity") == base + 2);
+    CHECK(metric(server.port(), R"(jugglite_connections_refused_total{reason="capacity"})") == base + 2);
 }
 
 TEST_CASE("a message over --max-message-bytes is dropped once at the redis thread and counted") {
@@ -234,8 +234,8 @@ TEST_CASE("a message over --max-message-bytes is dropped once at the redis threa
     CHECK(a.read_until("data: " + std::string(4096, 'y') + "\n\n"));
     CHECK(b.read_until("data: " + std::string(4096, 'y') + "\n\n"));
     CHECK(a.received().find("xxxx") == std::string::npos);
-    CHECK(metric(server.port(), "redis_messages_dropped_too_large") == 1);
-    CHECK(metric(server.port(), "slow_consumers") == 0);
+    CHECK(metric(server.port(), R"(jugglite_messages_dropped_total{reason="too_large"})") == 1);
+    CHECK(metric(server.port(), "jugglite_slow_consumers_total") == 0);
     CHECK(server.log().find("larger than --max-message-bytes") != std::string::npos);
 }
 
@@ -250,11 +250,11 @@ TEST_CASE("after a Redis restart thousands of channels are subscribed again, in 
         for (int k = 0; k < per; ++k) list += (k ? "," : "") + stem + "-" + std::to_string(i * per + k);
         clients.push_back(open_stream(server.port(), "/stream?channel=" + list));
     }
-    REQUIRE(eventually([&] { return metric(server.port(), "redis_subscribed_channels") == streams * per; }));
+    REQUIRE(eventually([&] { return metric(server.port(), "jugglite_redis_subscribed_channels") == streams * per; }));
     own_redis.stop();
     own_redis.start();
     CHECK(eventually([&] { return answers_200(server.port(), "/readyz"); }, 15s));
-    CHECK(metric(server.port(), "redis_subscribed_channels") == streams * per);
+    CHECK(metric(server.port(), "jugglite_redis_subscribed_channels") == streams * per);
     redis_client redis(own_redis.port());
     const std::string last = stem + "-" + std::to_string(streams * per - 1);
     CHECK(redis.publish(last, "still there") == 1);

@@ -115,7 +115,7 @@ TEST_CASE("a stream resumes on one channel after its Last-Event-ID, then goes on
     auto again = resume(h.server.port(), "/stream?channel=" + ch, ids[3]);
     REQUIRE(again.read_until("data: m6\n\n"));
     CHECK(data_of(events_of(again.body())) == numbered("m", 5, 6));
-    CHECK(metric(h.server.port(), "history_resumed_from_memory") >= 1);
+    CHECK(metric(h.server.port(), R"(jugglite_history_resumes_answered_total{source="memory"})") >= 1);
 }
 
 TEST_CASE("the lastEventId query parameter resumes as the header does") {
@@ -195,7 +195,7 @@ TEST_CASE("after kill -9 and a restart, a stream resumes what was published whil
     auto c = resume(port, "/stream?channel=" + ch, last);
     REQUIRE(c.read_until("data: down5\n\n"));
     CHECK(data_of(events_of(c.body())) == numbered("down", 1, 5));
-    CHECK(metric(port, "history_resumed_from_redis") == 1);
+    CHECK(metric(port, R"(jugglite_history_resumes_answered_total{source="redis"})") == 1);
 }
 
 TEST_CASE("streams that stay open across a killed subscriber link receive every message") {
@@ -214,8 +214,8 @@ TEST_CASE("streams that stay open across a killed subscriber link receive every 
     publisher.join();
     REQUIRE(c.read_until("data: c399\n\n", 10s));
     CHECK(data_of(events_of(c.body())) == numbered("c", 0, 399));
-    CHECK(metric(h.server.port(), "history_catch_ups") >= 1);
-    CHECK(metric(h.server.port(), "redis_reconnects") >= 1);
+    CHECK(metric(h.server.port(), "jugglite_history_catch_ups_total") >= 1);
+    CHECK(metric(h.server.port(), "jugglite_redis_reconnects_total") >= 1);
 }
 
 TEST_CASE("history that no longer reaches the id gives jugglite-reset with the head, once") {
@@ -253,8 +253,8 @@ TEST_CASE("a malformed or unknown id gives jugglite-reset") {
         CHECK(events[0].event == "jugglite-reset");
         CHECK(events[0].id == head);
     }
-    CHECK(metric(h.server.port(), "history_resets_malformed") == 2);
-    CHECK(metric(h.server.port(), "history_resets_unknown") == 1);
+    CHECK(metric(h.server.port(), R"(jugglite_history_resets_total{reason="malformed"})") == 2);
+    CHECK(metric(h.server.port(), R"(jugglite_history_resets_total{reason="unknown"})") == 1);
 }
 
 TEST_CASE("plain PUBLISH mixed in is delivered without an id and is not replayed") {
@@ -287,7 +287,7 @@ TEST_CASE("a message published while the channel is in its unsubscribe grace is 
         REQUIRE(c.read_until("data: before\n\n"));
     }
     // The page is gone (a reload); the channel stays subscribed for --unsubscribe-grace.
-    REQUIRE(eventually([&] { return metric(h.server.port(), "connections_open") == 0; }));
+    REQUIRE(eventually([&] { return metric(h.server.port(), "jugglite_connections_open") == 0; }));
     CHECK(h.client.numsub(ch) == 1);
     fcall(h.client, ch, "during");
     auto back = resume(h.server.port(), "/stream?channel=" + ch, seen);
@@ -307,8 +307,8 @@ TEST_CASE("a message over --max-message-bytes is neither delivered nor replayed,
     auto r = resume(h.server.port(), "/stream?channel=" + ch, first);
     REQUIRE(r.read_until("data: small2\n\n"));
     CHECK(data_of(events_of(r.body())) == std::vector<std::string>{"small2"});
-    CHECK(metric(h.server.port(), "history_gaps") == 0);
-    CHECK(metric(h.server.port(), "redis_messages_dropped_too_large") == 1);
+    CHECK(metric(h.server.port(), "jugglite_history_gaps_total") == 0);
+    CHECK(metric(h.server.port(), R"(jugglite_messages_dropped_total{reason="too_large"})") == 1);
 }
 
 TEST_CASE("a library loaded with other settings is replaced with jugglite's own") {
@@ -339,5 +339,5 @@ TEST_CASE("history is read with the URL's password and from its database") {
     auto c = resume(server.port(), "/stream?channel=" + ch, first);
     REQUIRE(c.read_until("data: two\n\n"));
     CHECK(data_of(events_of(c.body())) == std::vector<std::string>{"two"});
-    CHECK(metric(server.port(), "history_resumed_from_redis") == 1);
+    CHECK(metric(server.port(), R"(jugglite_history_resumes_answered_total{source="redis"})") == 1);
 }

@@ -7,6 +7,7 @@
 #include <vector>
 #include <string>
 
+#include "support/metric_text.h"
 #include "support/servers.h"
 
 namespace test {
@@ -32,14 +33,9 @@ inline std::string http_get(int port, std::string_view target, bool event_stream
     return c.received();
 }
 
-// The value of counter `name` in /metrics, or -1 if it is missing.
+// The value of `name` in /metrics (see metric_in), or -1 if it is missing.
 inline long long metric(int port, std::string_view name) {
-    std::string body = http_get(port, "/metrics");
-    for (std::string prefix : {"\n", "\r\n\r\n"}) {
-        auto p = body.find(prefix + std::string(name) + " ");
-        if (p != std::string::npos) return std::stoll(body.substr(p + prefix.size() + name.size() + 1));
-    }
-    return -1;
+    return metric_in(http_get(port, "/metrics"), name);
 }
 
 // True when GET `path` is answered 200 (health endpoints).
