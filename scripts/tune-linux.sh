@@ -15,6 +15,7 @@ settings=(
   "net.ipv4.tcp_max_syn_backlog=65535"        # half-open connections during a connect burst
   "net.core.netdev_max_backlog=65535"         # loopback packets queued per CPU
   "net.ipv4.tcp_tw_reuse=1"                   # reuse TIME_WAIT ports for new outgoing connects
+  "net.ipv4.tcp_migrate_req=1"                # a closing SO_REUSEPORT listener hands its queue on
   "fs.file-max=2097152"                       # system-wide open files (nginx, load generators)
   "fs.nr_open=1048576"                        # per-process ceiling for RLIMIT_NOFILE
   "net.ipv4.tcp_mem=786432 1048576 1572864"   # TCP memory in pages (~3/4/6 GiB): 100K sockets

@@ -69,6 +69,12 @@ cxxopts::Options make_options(unsigned cpus) {
         ("unsubscribe-grace", "seconds a channel nobody wants stays subscribed (page reloads "
                               "cost no Redis command)",
          cxxopts::value<double>()->default_value(std::to_string(limits::default_unsubscribe_grace.count())))
+        ("drain-rate", "on SIGTERM, streams closed per second at most (each with a jittered "
+                       "retry:), so their browsers don't reconnect to the other nodes at once",
+         cxxopts::value<double>()->default_value(fmt::format("{}", limits::default_drain_rate)))
+        ("drain-seconds", "on SIGTERM, seconds within which every stream is closed (the rest "
+                          "close then, their retry: spread to keep --drain-rate); 0: all at once",
+         cxxopts::value<double>()->default_value(fmt::format("{}", limits::default_drain_window.count())))
         ("register-timeout", "seconds a new stream waits for Redis to confirm its channels "
                              "before it is turned away with a retry",
          cxxopts::value<double>()->default_value(std::to_string(limits::default_register_timeout.count() / 1000)))
@@ -263,6 +269,10 @@ config parse_config(const cxxopts::ParseResult& r) {
     cfg.max_channels = in_range<std::uint32_t>(r, "max-channels", 1, 100'000'000);
     cfg.unsubscribe_grace = seconds_in_range(r, "unsubscribe-grace", 0, 3600);
     cfg.register_timeout = seconds_in_range(r, "register-timeout", 0.1, 600);
+    cfg.drain_rate = r["drain-rate"].as<double>();
+    if (!(cfg.drain_rate >= 1 && cfg.drain_rate <= 10'000'000))
+        throw usage_error(fmt::format("--drain-rate must be between 1 and 10000000 (got {})", cfg.drain_rate));
+    cfg.drain_window = seconds_in_range(r, "drain-seconds", 0, 3600);
     cfg.tokens = parse_jwt(r);
     cfg.jwt_cookie = r["jwt-cookie"].as<std::string>();
     if (r.count("cors-origins")) {
@@ -433,7 +443,20 @@ int serve(const config& cfg) {
 
     int sig = 0;
     sigwait(&signals, &sig);
-    log::info("received {}, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (sig == SIGTERM) {
+        // The drain: streams end paced, /readyz says draining. SIGINT, or a second signal,
+        // stops at once.
+        log::info("received SIGTERM, draining");
+        (*shards)->begin_drain();
+        const timespec poll{0, 20'000'000};
+        while (!(*shards)->drained()) {
+            if (sigtimedwait(&signals, nullptr, &poll) > 0) {
+                log::info("received another signal, stopping without finishing the drain");
+                break;
+            }
+        }
+    }
+    log::info("shutting down");
     stop.store(true, std::memory_order_release);
     std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake.eventfd, &one, sizeof one);

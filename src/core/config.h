@@ -47,6 +47,8 @@ struct config {
     std::uint32_t max_channels = limits::default_max_channels;
     std::chrono::milliseconds unsubscribe_grace = limits::default_unsubscribe_grace;
     std::chrono::milliseconds register_timeout = limits::default_register_timeout;
+    double drain_rate = limits::default_drain_rate;  // --drain-rate: closes/s on SIGTERM, all shards
+    std::chrono::milliseconds drain_window = limits::default_drain_window;  // --drain-seconds
 
     // Authorization. With either configured, a stream needs valid credentials.
     std::optional<token_verifier> tokens;      // --jwt-secret / --jwt-public-key

@@ -149,6 +149,13 @@ inline constexpr std::chrono::milliseconds shutdown_drain{2'000};
 inline constexpr std::chrono::milliseconds refusal_retry_min{1'000};
 inline constexpr std::chrono::milliseconds refusal_retry_max{5'000};
 
+// Draining (SIGTERM): the defaults of --drain-rate (closes per second, all shards together)
+// and --drain-seconds, and the longest `retry:` a drained stream is given when the window
+// ends before the rate could close them all (its reconnect is spread up to this far).
+inline constexpr double default_drain_rate = 20'000;
+inline constexpr std::chrono::seconds default_drain_window{5};
+inline constexpr std::chrono::milliseconds drain_retry_max{600'000};
+
 // Retry-After sent with 503 when --max-conns is reached.
 inline constexpr int retry_after_seconds = 5;
 

@@ -54,7 +54,10 @@ void render_shards(prom_writer& w, std::span<const shard_metrics> s) {
                {"channels", sum(&shard_metrics::refused_channels)},
                {"redis", sum(&shard_metrics::refused_redis)},
                {"auth", sum(&shard_metrics::refused_auth)},
-               {"auth_unavailable", sum(&shard_metrics::refused_auth_unavailable)}});
+               {"auth_unavailable", sum(&shard_metrics::refused_auth_unavailable)},
+               {"draining", sum(&shard_metrics::refused_draining)}});
+    w.counter("jugglite_streams_drained_total",
+              "Streams ended with retry: by the drain on SIGTERM.", sum(&shard_metrics::streams_drained));
     w.counter("jugglite_streams_expired_total", "Streams ended with retry: when their token expired.",
               sum(&shard_metrics::streams_expired));
     w.counter("jugglite_streams_revoked_total",
@@ -233,14 +236,16 @@ std::string format_counters(const shard_metrics& m) {
         "messages_in={} messages_unrouted={} frames_out={} bytes_out={} frames_dropped_closed={} "
         "accept_errors={} refused_capacity={} refused_channels={} refused_redis={} "
         "channels_dropped={} sqe_deferred={} refused_auth={} refused_auth_unavailable={} "
-        "streams_expired={} streams_revoked={} longpolls_ended={} events_dropped_queue_full={}",
+        "streams_expired={} streams_revoked={} longpolls_ended={} events_dropped_queue_full={} "
+        "refused_draining={} streams_drained={}",
         m.conns_opened.get(), m.conns_rejected.get(), m.conns_closed.get(), m.conns_open.get(),
         m.slow_consumers.get(), m.request_timeouts.get(), m.messages_in.get(), m.messages_unrouted.get(),
         m.frames_out.get(), m.bytes_out.get(), m.frames_dropped_closed.get(),
         m.accept_errors.get(), m.refused_capacity.get(), m.refused_channels.get(),
         m.refused_redis.get(), m.channels_dropped.get(), m.sqe_deferred.get(),
         m.refused_auth.get(), m.refused_auth_unavailable.get(), m.streams_expired.get(),
-        m.streams_revoked.get(), m.longpolls_ended.get(), m.events_dropped_queue_full.get());
+        m.streams_revoked.get(), m.longpolls_ended.get(), m.events_dropped_queue_full.get(),
+        m.refused_draining.get(), m.streams_drained.get());
 }
 
 std::string format_counters(const redis_metrics& m) {

@@ -77,6 +77,8 @@ struct shard_metrics {
     counter channels_dropped;    // a channel Redis refused, removed from a stream
     counter refused_auth;        // stream requests refused for their credentials (401, 403, 431)
     counter refused_auth_unavailable;  // turned away (to retry): the auth callback failed or was slow
+    counter refused_draining;    // turned away (to retry): the server is draining
+    counter streams_drained;     // streams ended (with `retry:`) by the drain
     counter streams_expired;     // streams ended (with `retry:`) when their token expired
     counter streams_revoked;     // streams ended (with `retry:`): the auth callback withdrew them
     counter longpolls_ended;     // XHR long-polls ended after a message or --longpoll-max

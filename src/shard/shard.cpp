@@ -82,6 +82,8 @@ void shard::loop() noexcept {
             begin_stop();
         }
         if (_stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
+        if (!_drain && !_stopping && _env.drain->load(std::memory_order_acquire)) begin_drain();
+        if (_drain && !_drain_done && !_stopping) drain_step();
 
         _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
         retry_deferred();
@@ -134,8 +136,9 @@ void shard::sleep() noexcept {
         (void)unit.io->submit_and_get_events();  // runs work deferred while signals were off
         ready |= unit.io->cq_ready() > 0;
     }
-    // A stop requested since the loop's look is taken on the next turn, not slept through.
-    const bool stop_pending = !_stopping && _env.stop->load(std::memory_order_acquire);
+    // A stop or drain requested since the loop's look is taken on the next turn, not slept through.
+    const bool stop_pending = !_stopping && (_env.stop->load(std::memory_order_acquire) ||
+                                             (!_drain && _env.drain->load(std::memory_order_acquire)));
     if (!ready && !work_queued() && !stop_pending) {
         pollfd p{_link.shard_eventfd, POLLIN, 0};
         auto wait = std::max<std::int64_t>(1, _next_tick_ms - _now_ms);
@@ -323,7 +326,7 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                 } else if (c.state == conn_state::streaming && c.extras && c.extras->resume &&
                            !c.extras->resume->answered && _now_ms >= c.extras->resume->deadline_ms) {
                     _metrics.resumes_failed.bump();
-                    end_with_retry(c, id, "history unavailable", "resume_failed");
+                    end_with_retry(c, id, "history unavailable", "resume_failed", jittered_retry_ms());
                 } else if (c.state == conn_state::streaming && !c.send_inflight && _keepalive &&
                            _now_ms - c.last_write_ms >= keepalive_ms) {
                     deliver(c, id, _keepalive);

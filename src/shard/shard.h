@@ -21,6 +21,7 @@
 
 #include "core/channel_registry.h"
 #include "core/config.h"
+#include "core/drain_pace.h"
 #include "core/http_request.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -39,6 +40,8 @@ namespace jugglite {
 struct shard_environment {
     const config* cfg;
     std::atomic<bool>* stop;                // set once at shutdown
+    std::atomic<bool>* drain;               // set once on SIGTERM: close the streams, paced
+    std::atomic<unsigned>* drained;         // shards whose drain is over
     std::atomic<std::uint32_t>* open_conns; // accepted connections across all shards
     const redis_status* redis_state;        // the redis thread's link state, for /readyz
     thread_wakeup* redis;
@@ -133,11 +136,14 @@ private:
                           std::string_view body) noexcept;
     // A refusal the client should retry (capacity, Redis not ready): 200 + `retry:` for an
     // EventSource, 503 + Retry-After for anyone else. Counted by `why`.
-    enum class refusal : std::uint8_t { capacity, channels, redis, auth };
+    enum class refusal : std::uint8_t { capacity, channels, redis, auth, draining };
     template <class Make>
     void send_final(connection& c, std::uint32_t id, Make&& make) noexcept;
     void refuse(connection& c, std::uint32_t id, refusal why) noexcept;
-    [[nodiscard]] std::uint32_t jittered_retry_ms() noexcept;
+    // A `retry:` drawn uniformly from [lo, hi] ms: a storm of refusals comes back spread out.
+    [[nodiscard]] std::uint32_t jittered_retry_ms(
+        std::uint32_t lo = static_cast<std::uint32_t>(limits::refusal_retry_min.count()),
+        std::uint32_t hi = static_cast<std::uint32_t>(limits::refusal_retry_max.count())) noexcept;
     // The CORS header lines every answer to `c` carries.
     [[nodiscard]] std::string cors_headers(const connection& c) const;
     // Ends a stream with `last` written before the close (see shard_requests.cpp).
@@ -146,7 +152,7 @@ private:
     void leave_streaming(connection& c, std::string_view reason) noexcept;
     void expire_stream(connection& c, std::uint32_t id) noexcept;
     void end_with_retry(connection& c, std::uint32_t id, std::string_view comment,
-                        std::string_view reason) noexcept;
+                        std::string_view reason, std::uint32_t retry_ms) noexcept;
     // XHR long-polls: listed so that their end is checked every tick, not every second.
     void note_longpoll_message(connection& c) noexcept;
     void check_longpolls() noexcept;
@@ -188,6 +194,13 @@ private:
     void defer(connection& c, std::uint32_t id, deferred_op op) noexcept;
     void retry_deferred() noexcept;
     void issue_cancel(connection& c, std::uint32_t id) noexcept;
+
+    // Draining on SIGTERM (shard_drain.cpp): /readyz says so, new streams are refused to
+    // retry, and the open ones end with a jittered `retry:` at the shard's share of
+    // --drain-rate, all within --drain-seconds.
+    void begin_drain() noexcept;
+    void drain_step() noexcept;
+    void drain_stream(connection& c, std::uint32_t id) noexcept;
 
     // Timers: scan one slice of each ring's connections per tick.
     void on_tick() noexcept;
@@ -240,7 +253,15 @@ private:
     std::array<accept_slot, limits::accepts_in_flight> _accept_slots{};
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;
-    std::int64_t _reap_us = 0;  // monotonic_us() when the completions being handled were reaped
+    std::int64_t _reap_us = 0;
+    // The drain, once begun: its pace, the streams it closed, where its walk of the
+    // table is, and the streams left when its window ended (0 before).
+    std::optional<drain_pace> _drain;
+    std::uint64_t _drain_closed = 0;
+    std::uint32_t _drain_ring = 0;
+    std::uint32_t _drain_slot = 0;
+    std::uint64_t _drain_left = 0;
+    bool _drain_done = false;  // monotonic_us() when the completions being handled were reaped
     std::int64_t _next_tick_ms = 0;
     unsigned _slice = 0;
     // Streams by unsent bytes, counted over this round of slices; published to

@@ -45,6 +45,8 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
     }
     // A resuming stream asks for the history of the channels its head names.
     if (c.extras && c.extras->resume) ask_resume(c, id, std::move(route.channels));
+    // Registered after the drain walked past it: it ends at once, with the others.
+    if (_drain && c.state == conn_state::streaming) drain_stream(c, id);
     if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, id);
 }
 

@@ -43,6 +43,10 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
             refuse(c, id, refusal::capacity);  // token check or callback is spent on it
             return;
         }
+        if (_drain) {  // the load balancer is being told (/readyz); this one goes elsewhere
+            refuse(c, id, refusal::draining);
+            return;
+        }
         c.xhr = req.is_xhr();
         std::string sub;
         switch (authorize(c, id, req, *s, sub)) {
@@ -59,6 +63,10 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
         if (h->kind == health_route::liveness) {
             if (live()) answer_and_close(c, id, 200, "ok");
             else answer_and_close(c, id, 503, "a loop has stalled");
+            return;
+        }
+        if (_drain) {
+            answer_and_close(c, id, 503, "draining");
             return;
         }
         switch (_env.redis_state->state.load(std::memory_order_relaxed)) {
@@ -232,7 +240,7 @@ void shard::on_recheck_answer(connection& c, std::uint32_t id, const auth_answer
     }
     if (!withdrawn) return;
     _metrics.streams_revoked.bump();
-    end_with_retry(c, id, "access withdrawn", "revoked");
+    end_with_retry(c, id, "access withdrawn", "revoked", jittered_retry_ms());
 }
 
 // The application granted `g`: the request (kept in c.request) is routed again, which
@@ -322,6 +330,10 @@ void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
             _metrics.refused_auth_unavailable.bump();
             reason = "authorization is unavailable";
             break;
+        case refusal::draining:
+            _metrics.refused_draining.bump();
+            reason = "server is draining";
+            break;
     }
     if (!c.wants_event_stream) {
         answer_and_close(c, id, 503, reason);
@@ -332,9 +344,7 @@ void shard::refuse(connection& c, std::uint32_t id, refusal why) noexcept {
     send_final(c, id, [&] { return retry_response(jittered_retry_ms(), reason, cors_headers(c)); });
 }
 
-std::uint32_t shard::jittered_retry_ms() noexcept {
-    auto lo = static_cast<std::uint32_t>(limits::refusal_retry_min.count());
-    auto hi = static_cast<std::uint32_t>(limits::refusal_retry_max.count());
+std::uint32_t shard::jittered_retry_ms(std::uint32_t lo, std::uint32_t hi) noexcept {
     return lo + static_cast<std::uint32_t>(_rng() % (hi - lo + 1));
 }
 
@@ -372,16 +382,16 @@ void shard::leave_streaming(connection& c, std::string_view reason) noexcept {
 
 void shard::expire_stream(connection& c, std::uint32_t id) noexcept {
     _metrics.streams_expired.bump();
-    end_with_retry(c, id, "token expired", "expired");
+    end_with_retry(c, id, "token expired", "expired", jittered_retry_ms());
 }
 
 // Ends a stream whose grant ended: `: <comment>`, a jittered `retry:`, then the close, so
 // the browser comes back (with fresh credentials) spread out.
 void shard::end_with_retry(connection& c, std::uint32_t id, std::string_view comment,
-                           std::string_view reason) noexcept {
+                           std::string_view reason, std::uint32_t retry_ms) noexcept {
     std::string last;
     try {
-        last = fmt::format(": {}\nretry: {}\n\n", comment, jittered_retry_ms());
+        last = fmt::format(": {}\nretry: {}\n\n", comment, retry_ms);
     } catch (const std::bad_alloc&) {  // closed without the retry: the browser's default
     }
     end_stream(c, id, std::move(last), reason);

@@ -64,7 +64,7 @@ void shard::on_replay(replay& a) noexcept {
         return;  // closed meanwhile
     if (a.outcome == replay::unavailable) {
         _metrics.resumes_failed.bump();
-        end_with_retry(c, a.conn, "history unavailable", "resume_failed");
+        end_with_retry(c, a.conn, "history unavailable", "resume_failed", jittered_retry_ms());
         return;
     }
     _metrics.streams_resumed.bump();

@@ -79,8 +79,9 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         log::warn("{} shards x {} rings x {} slots hold {} connections, fewer than --max-conns {}",
                   cfg.shards, plan.rings, plan.slots, plan.capacity, cfg.max_conns);
 
-    shard_environment env{&cfg,           &stop,           &set->_open_conns, &redis_state,
-                          &redis,         set->metrics(), &redis_counters,   side};
+    shard_environment env{&cfg,           &stop,           &set->_drain,      &set->_drained,
+                          &set->_open_conns, &redis_state, &redis, set->metrics(),
+                          &redis_counters, side};
     for (unsigned i = 0; i < cfg.shards; ++i) {
         auto efd = make_eventfd(true);  // polled, and signalled by the rings and the redis thread
         if (!efd) return std::unexpected(efd.error());
@@ -112,12 +113,21 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     return set;
 }
 
-void shard_set::join() noexcept {
-    if (_stop) _stop->store(true, std::memory_order_release);
+void shard_set::wake_all() noexcept {
     for (unsigned i = 0; i < _count && i < _eventfds.size(); ++i) {
         std::uint64_t one = 1;
         [[maybe_unused]] auto n = ::write(_links[i].shard_eventfd, &one, sizeof one);
     }
+}
+
+void shard_set::begin_drain() noexcept {
+    _drain.store(true, std::memory_order_release);
+    wake_all();
+}
+
+void shard_set::join() noexcept {
+    if (_stop) _stop->store(true, std::memory_order_release);
+    wake_all();
     for (auto& t : _threads)
         if (t.joinable()) t.join();
     _threads.clear();

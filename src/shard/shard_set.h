@@ -48,6 +48,12 @@ public:
     [[nodiscard]] std::span<const shard_metrics> metrics() const noexcept {
         return {_metrics.get(), _count};
     }
+    // Starts the drain (SIGTERM): every shard ends its streams at its share of
+    // --drain-rate, within --drain-seconds. drained() tells when all of them are done.
+    void begin_drain() noexcept;
+    [[nodiscard]] bool drained() const noexcept {
+        return _drained.load(std::memory_order_acquire) == _count;
+    }
     // Sets `stop`, wakes every shard and joins them.
     void join() noexcept;
     // Connections held at most (see ring_plan), and the plan behind it.
@@ -57,6 +63,7 @@ public:
 
 private:
     shard_set() = default;
+    void wake_all() noexcept;
     unsigned _count = 0;
     ring_plan _plan{};
     std::unique_ptr<shard_link[]> _links;
@@ -67,6 +74,8 @@ private:
     std::vector<std::promise<std::expected<void, std::string>>> _ready;
     std::vector<std::thread> _threads;
     std::atomic<std::uint32_t> _open_conns{0};
+    std::atomic<bool> _drain{false};
+    std::atomic<unsigned> _drained{0};
     std::atomic<bool>* _stop = nullptr;
     std::string _socket_path;  // unlinked at exit
 };
