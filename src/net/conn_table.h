@@ -1,13 +1,17 @@
 // Connection storage for one shard thread that drives several rings. A connection is
 // named by a conn_id: the index of its ring and its slot in that ring's direct-descriptor
 // table. Storage grows in chunks as slots are first used, so a table sized for 20,000
-// connections holds memory for the ones actually seen. The kernel hands out the lowest
-// free slot after a close (it resets its allocation hint to the freed slot), so the slots
-// in use stay packed and the chunks touched track the peak of connections held.
+// connections holds memory for the ones actually seen. Slots are chosen here (slot_pool),
+// not by the kernel: IORING_FILE_INDEX_ALLOC searches upward from the slot after the last
+// one it handed out, so under churn it walks the whole table and touches every chunk,
+// whatever the number of connections held.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <new>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "net/connection.h"
@@ -29,6 +33,42 @@ struct conn_id {
 
 static_assert(conn_id::ring(conn_id::make(4095, conn_id::max_slots)) == 4095);
 static_assert(conn_id::slot(conn_id::make(4095, conn_id::max_slots)) == conn_id::max_slots);
+
+// The free slots of one ring's table: those freed, reused last-freed first, then those
+// never used, in order. So the slots touched never exceed the peak of slots held at once.
+class slot_pool {
+public:
+    explicit slot_pool(std::uint32_t slots) : _slots(slots) {}
+
+    // A free slot, now taken, or nullopt when all are taken (or no memory is left to
+    // track one more).
+    [[nodiscard]] std::optional<std::uint32_t> take() noexcept {
+        if (!_free.empty()) {
+            std::uint32_t s = _free.back();
+            _free.pop_back();
+            return s;
+        }
+        if (_fresh >= _slots) return std::nullopt;
+        try {  // room for every slot ever taken, so that give() never allocates
+            if (_free.capacity() <= _fresh) _free.reserve(std::max<std::size_t>(64, 2 * (_fresh + 1)));
+        } catch (const std::bad_alloc&) {
+            return std::nullopt;
+        }
+        return _fresh++;
+    }
+    // Returns `slot` (taken before) to the pool.
+    void give(std::uint32_t slot) noexcept { _free.push_back(slot); }
+    // Slots [0, high_water()) have been taken at some time.
+    [[nodiscard]] std::uint32_t high_water() const noexcept { return _fresh; }
+    [[nodiscard]] std::uint32_t taken() const noexcept {
+        return _fresh - static_cast<std::uint32_t>(_free.size());
+    }
+
+private:
+    std::uint32_t _slots;
+    std::uint32_t _fresh = 0;
+    std::vector<std::uint32_t> _free;
+};
 
 class conn_table {
 public:

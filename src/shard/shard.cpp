@@ -53,6 +53,7 @@ std::expected<void, std::string> shard::setup() {
         if (!r) return std::unexpected(r.error());
         ring_unit& unit = _units[u];
         unit.io.emplace(std::move(*r));
+        unit.pool = slot_pool(_conns.slots());
         if (auto f = unit.io->register_sparse_files(_conns.slots()); !f) return std::unexpected(f.error());
         if (auto e = unit.io->register_eventfd(_link.shard_eventfd); !e) return std::unexpected(e.error());
         auto b = buf_ring::create(unit.io->raw(), 0, limits::recv_buffer_count, limits::recv_buffer_size);

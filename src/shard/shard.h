@@ -74,6 +74,7 @@ private:
         sockaddr_storage addr;
         socklen_t len;
         std::uint32_t ring;
+        std::uint32_t slot;  // the table slot the accept fills, taken from the ring's pool
         bool busy;
     };
     // One ring and what is kept per ring.
@@ -82,6 +83,7 @@ private:
         std::optional<buf_ring> bufs;
         std::uint32_t live = 0;        // slots not free (open or still closing)
         std::uint32_t high_water = 0;  // slots [0, high_water) have been used
+        slot_pool pool{0};             // which slot the next accept fills
         std::uint32_t accepts = 0;     // accepts in flight on the listener
     };
     [[nodiscard]] ring& ring_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].io; }

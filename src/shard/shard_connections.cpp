@@ -27,15 +27,22 @@ void shard::arm_accept(std::uint32_t u) noexcept {
     if (free_slot == _accept_slots.end()) return;
     io_uring_sqe* sqe = _units[u].io->sqe();
     if (!sqe) return;  // the next top-up tries again
+    auto slot = _units[u].pool.take();
+    if (!slot) {
+        io_uring_prep_nop(sqe);  // the SQE is handed back
+        io_uring_sqe_set_data64(sqe, tag{op::nop, 0, 0}.pack());
+        return;
+    }
     const auto k = static_cast<std::uint32_t>(free_slot - _accept_slots.begin());
     free_slot->len = sizeof free_slot->addr;
     free_slot->ring = u;
+    free_slot->slot = *slot;
     free_slot->busy = true;
-    // liburing 2.3's io_uring_prep_accept_direct mangles IORING_FILE_INDEX_ALLOC, so the
-    // direct-descriptor target is set by hand.
+    // The accept fills the slot we chose (the SQE field holds slot + 1; 0 would mean a
+    // plain descriptor). On success its result is 0, not the slot.
     io_uring_prep_accept(sqe, _listen_fd, reinterpret_cast<sockaddr*>(&free_slot->addr),
                          &free_slot->len, 0);
-    sqe->file_index = IORING_FILE_INDEX_ALLOC;
+    sqe->file_index = *slot + 1;
     io_uring_sqe_set_data64(sqe, tag{op::accept, k, u}.pack());
     ++_units[u].accepts;
 }
@@ -75,6 +82,7 @@ void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
     accept_slot& from = _accept_slots[tag::unpack(cqe.user_data).gen % limits::accepts_in_flight];
     from.busy = false;
     if (cqe.res < 0) {
+        _units[u].pool.give(from.slot);
         if (cqe.res == -ECANCELED) return;
         // -EMFILE, -ENOMEM, -ENFILE...: the system is short. Accepts resume from the next
         // tick, so that a persistent error can't spin the loop or flood the log.
@@ -84,9 +92,7 @@ void shard::on_accept(std::uint32_t u, const io_uring_cqe& cqe) noexcept {
                   std::strerror(-cqe.res), _metrics.accept_errors.get());
         return;
     }
-    const std::uint32_t slot = static_cast<std::uint32_t>(cqe.res);
-    if (slot >= _conns.slots()) log::panic(fmt::format("accept returned slot {} beyond table", slot));
-    adopt(u, slot, from);
+    adopt(u, from.slot, from);
     top_up_accepts();
 }
 
@@ -103,6 +109,7 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot, const accept_slot& from) 
         if (io_uring_sqe* sqe = unit.io->sqe()) {
             io_uring_prep_close_direct(sqe, slot);
             io_uring_sqe_set_data64(sqe, tag{op::nop, 0, 0}.pack());
+            unit.pool.give(slot);
         }
         return;
     }
@@ -247,7 +254,11 @@ void shard::maybe_finish_close(connection& c, std::uint32_t id) noexcept {
     _metrics.conns_closed.bump();
     c.reset();
     --_live;
-    --_units[conn_id::ring(id)].live;
+    ring_unit& unit = _units[conn_id::ring(id)];
+    --unit.live;
+    // The close runs when this SQE is submitted, before any accept queued after it could
+    // fill the slot again.
+    unit.pool.give(conn_id::slot(id));
 }
 
 }  // namespace jugglite

@@ -33,3 +33,20 @@ TEST_CASE("conn_table allocates a chunk only when one of its slots is first used
     CHECK_FALSE(t.has(conn_id::make(3, 0)));      // no such ring
     CHECK_FALSE(t.has(conn_id::make(2, 20'000)));  // past the table
 }
+
+TEST_CASE("slot_pool: freed slots are reused last-freed first, before any slot never used") {
+    slot_pool pool(4);
+    CHECK(pool.take() == 0u);
+    CHECK(pool.take() == 1u);
+    CHECK(pool.take() == 2u);
+    pool.give(0);
+    pool.give(2);
+    CHECK(pool.take() == 2u);  // the last freed
+    CHECK(pool.take() == 0u);
+    CHECK(pool.high_water() == 3);  // churn within the peak touches nothing new
+    CHECK(pool.take() == 3u);
+    CHECK_FALSE(pool.take().has_value());  // all four taken
+    pool.give(1);
+    CHECK(pool.taken() == 3);
+    CHECK(pool.take() == 1u);
+}
