@@ -10,9 +10,10 @@ packages=(
   redis-server redis-tools curl
 )
 
-# `deps.sh test`: also Prometheus (promtool checks /metrics; a test scrapes it for real).
+# `deps.sh test`: also Prometheus (promtool checks /metrics; a test scrapes it for real)
+# and gnuplot (the soak plots).
 if [[ "${1:-}" == test ]]; then
-  packages+=(prometheus)
+  packages+=(prometheus gnuplot-nox)
 fi
 
 # `deps.sh e2e`: also what the e2e tests need (nginx, Chromium, Node.js).

@@ -5,7 +5,12 @@
 // and CPU from /proc. Connections are spread over worker processes (each below the
 // open-file limit) and over source addresses 127.0.0.x.
 //
-// Payload format: "<seq> <step> <send_ns> xxxx..." padded to --size bytes.
+// Payload format: "<seq> <step> <send_ns> xxxx..." padded to --size bytes (send_ns on
+// CLOCK_MONOTONIC).
+//
+// With --duration it only watches: another program publishes (the chaos and soak drivers,
+// tagging each message's <step> with their phase), and loadgen prints one JSON status line
+// a second: streams open and closed, frames, and per tag the frames and their latency.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -81,6 +86,9 @@ struct options {
     std::string probe;  // shell command run once all streams are open; output goes in the JSON
     std::string header;               // an extra request header line; {i} and {token} as in path
     std::vector<std::string> tokens;  // {token} of connection i is tokens[i % size]
+    double duration = 0;  // >0: watch mode, no publishing (see the top of the file)
+    bool rst = false;     // close with a reset (SO_LINGER 0) instead of a FIN
+    int rcvbuf = 0;       // >0: SO_RCVBUF of each stream (a small window: a slow reader)
 };
 
 // ---- shared memory between the parent and its workers ----------------------------------
@@ -94,6 +102,7 @@ struct worker_stats {
     std::int64_t dup;      // a sequence number seen twice on one connection
     std::int64_t reorder;  // a sequence number lower than one seen before
     std::int64_t closed_early;  // measured connections the server closed
+    std::int64_t refused;       // answered, but not with 200
     std::int64_t lost;     // computed at the end from expected counts
     histogram hist[max_steps];
     std::atomic<bool> done;
@@ -166,6 +175,7 @@ private:
         }
         int one = 1;
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (_o.rcvbuf > 0 && !churn) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &_o.rcvbuf, sizeof _o.rcvbuf);
         sockaddr_in src{};
         src.sin_family = AF_INET;
         int k = (churn ? _churn_seq++ : index) % std::max(1, _o.sources);
@@ -288,6 +298,7 @@ private:
                 return;
             }
             if (!data.starts_with("HTTP/1.1 200") && !data.starts_with("HTTP/1.0 200")) {
+                if (!c.churn) ++_st.refused;
                 fail(c, slot);
                 return;
             }
@@ -352,8 +363,12 @@ private:
     void finish() {
         // Expected per measured connection: every stepped message, plus its private one.
         for (auto& c : _conns) {
-            if (c.churn) continue;
-            if (c.fd >= 0) close(c.fd);
+            if (c.churn || c.fd < 0) continue;
+            if (_o.rst) {
+                linger l{1, 0};
+                setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+            }
+            close(c.fd);
         }
         _st.done.store(true);
     }
@@ -522,6 +537,11 @@ options parse_options(int argc, char** argv) {
          cxxopts::value<std::string>()->default_value(""))
         ("tokens", "file of tokens, one per line: connection i's {token} is line i (cycling)",
          cxxopts::value<std::string>()->default_value(""))
+        ("duration", "watch mode: hold the streams this many seconds, publish nothing, print a "
+                     "JSON status line each second", cxxopts::value<double>()->default_value("0"))
+        ("rst", "close the streams with a reset (SO_LINGER 0) at the end")
+        ("rcvbuf", "SO_RCVBUF of each stream, set before connecting (0: the kernel's)",
+         cxxopts::value<int>()->default_value("0"))
         ("h,help", "help");
     auto r = o.parse(argc, argv);
     if (r.count("help")) {
@@ -557,6 +577,9 @@ options parse_options(int argc, char** argv) {
     opt.cdf = r["cdf"].as<std::string>();
     opt.probe = r["probe"].as<std::string>();
     opt.header = r["header"].as<std::string>();
+    opt.duration = r["duration"].as<double>();
+    opt.rst = r.count("rst") > 0;
+    opt.rcvbuf = r["rcvbuf"].as<int>();
     if (auto file = r["tokens"].as<std::string>(); !file.empty()) {
         std::ifstream in(file);
         for (std::string line; std::getline(in, line);)
@@ -586,6 +609,46 @@ std::int64_t total(shared_state& sh, int workers, std::atomic<std::int64_t> work
 }
 
 }  // namespace
+
+// Watch mode: one JSON line a second until --duration is over. Worker counters are read
+// without synchronisation: a status line is a sample, not an exact cut.
+void watch(const options& o, shared_state& sh, std::int64_t t_start) {
+    sh.churn_on.store(o.churn > 0);
+    const std::int64_t end = now_ns() + static_cast<std::int64_t>(o.duration * 1e9);
+    for (std::int64_t next = now_ns();; ) {
+        next += 1'000'000'000;
+        sleep_until_ns(std::min(next, end));
+        std::int64_t closed = 0, refused = 0, dup = 0, reorder = 0;
+        for (int w = 0; w < o.workers; ++w) {
+            closed += sh.workers[w].closed_early;
+            refused += sh.workers[w].refused;
+            dup += sh.workers[w].dup;
+            reorder += sh.workers[w].reorder;
+        }
+        const std::int64_t connected = total(sh, o.workers, &worker_stats::connected);
+        std::string tags;
+        for (int s = 0; s < max_steps; ++s) {
+            histogram h{};
+            std::int64_t frames = 0;
+            for (int w = 0; w < o.workers; ++w) {
+                h.merge(sh.workers[w].hist[s]);
+                frames += sh.workers[w].step_frames[s];
+            }
+            if (frames == 0) continue;
+            tags += fmt::format("{}\"{}\":{{\"frames\":{},\"p50_ms\":{:.3f},\"p99_ms\":{:.3f},\"max_ms\":{:.3f}}}",
+                                tags.empty() ? "" : ",", s, frames, h.quantile_us(0.5) / 1e3,
+                                h.quantile_us(0.99) / 1e3, h.max_us / 1e3);
+        }
+        fmt::print("{{\"t\":{:.1f},\"connected\":{},\"failed\":{},\"refused\":{},\"closed\":{},"
+                   "\"open\":{},\"frames\":{},\"dup\":{},\"reorder\":{},\"churned\":{},\"tags\":{{{}}}}}\n",
+                   (now_ns() - t_start) / 1e9, connected, total(sh, o.workers, &worker_stats::failed),
+                   refused, closed, connected - closed, total(sh, o.workers, &worker_stats::frames), dup,
+                   reorder, total(sh, o.workers, &worker_stats::churn_done), tags);
+        std::fflush(stdout);
+        if (now_ns() >= end) break;
+    }
+    sh.churn_on.store(false);
+}
 
 int main(int argc, char** argv) {
     options o;
@@ -642,6 +705,13 @@ int main(int argc, char** argv) {
     }
 
     // Phase 2: publish, step by step.
+    if (o.duration > 0) {
+        watch(o, sh, t_start);
+        sh.stop.store(true);
+        for (pid_t k : kids) waitpid(k, nullptr, 0);
+        return 0;
+    }
+
     struct step_result {
         double rate;
         std::int64_t messages, expected, delivered;
