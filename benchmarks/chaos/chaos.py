@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 
-from harness import (Jugglite, Publisher, Redis, Report, Watcher, WORK, proc_rss, wait_for)
+from harness import Jugglite, Publisher, Redis, Report, Watcher, WORK, stop_all, wait_for
 
 MiB = 1 << 20
 GAP = 15  # the tag between phases: loadgen keeps tags 0-15, and this one is never checked
@@ -115,11 +115,12 @@ def redis_faults(rep, scale):
 
 def slowloris(rep, scale, full):
     live, idle = scale(1_000, 200), scale(15_000, 2_000)
-    seconds = scale(20, 6)
+    seconds, rounds = scale(20, 6), scale(3, 1)
     rep.section(f"Slowloris: {idle} idle sockets beside {live} live streams",
-                f"the live streams lose nothing and their p99 is within 1.2x of a run without the "
-                f"attack (judged in the full run only); every idle socket (half silent, half sending "
-                f"one byte every 5 s) gets 408 and is closed")
+                f"the live streams lose nothing, and their p99 is within 1.2x of a run without the "
+                f"attack (the medians of {rounds} alternating rounds; judged in the full run only); "
+                f"every idle socket (half silent, half sending one byte every 5 s) gets 408 and is "
+                f"closed")
     redis = Redis()
     j = Jugglite(redis)
 
@@ -134,9 +135,10 @@ def slowloris(rep, scale, full):
                 s.connect(("127.0.0.1", j.port))
                 s.setblocking(False)
                 socks.append(s)
+            time.sleep(3)  # jugglite accepts the backlog before the measured phase starts
         pub = Publisher(redis, channel="loris", rate=20)
-        pub.tag = 1
         start = time.monotonic()
+        pub.tag = 1
         trickle_at = start
         while time.monotonic() - start < seconds:
             if attack and time.monotonic() >= trickle_at:
@@ -174,20 +176,26 @@ def slowloris(rep, scale, full):
         w.end()
         return result, answered
 
-    (p99_base, lost_base, sent_base), _ = run(False)
-    (p99_attack, lost_attack, sent_attack), answered = run(True)
-    rep.figure("live p99 without the attack", f"{p99_base:.1f} ms")
-    rep.figure("live p99 under the attack", f"{p99_attack:.1f} ms")
-    ratio = p99_attack / p99_base if p99_base else float("inf")
-    rep.figure("p99 ratio", f"{ratio:.2f}x")
-    rep.figure("idle sockets answered 408 and closed", f"{answered}/{idle}")
-    m = j.metrics()
-    rep.figure("jugglite_request_timeouts_total", m.get("jugglite_request_timeouts_total"))
-    rep.check("live streams lost nothing (without and under the attack)",
-              sent_base > 0 and sent_attack > 0 and lost_base == 0 and lost_attack == 0)
-    rep.check("every idle socket got 408 and was closed", answered == idle)
+    base, attacked, answers, ok = [], [], [], True
+    for _ in range(rounds):
+        (p99, lost_n, sent), _ = run(False)
+        base.append(p99)
+        ok &= sent > 0 and lost_n == 0
+        (p99, lost_n, sent), answered = run(True)
+        attacked.append(p99)
+        answers.append(answered)
+        ok &= sent > 0 and lost_n == 0
+    med_base, med_attack = sorted(base)[len(base) // 2], sorted(attacked)[len(attacked) // 2]
+    rep.figure("live p99 without the attack, by round", " / ".join(f"{p:.1f}" for p in base) + " ms")
+    rep.figure("live p99 under the attack, by round", " / ".join(f"{p:.1f}" for p in attacked) + " ms")
+    ratio = med_attack / med_base if med_base else float("inf")
+    rep.figure("p99 ratio of the medians", f"{ratio:.2f}x")
+    rep.figure("idle sockets answered 408 and closed, by round", " / ".join(f"{a}/{idle}" for a in answers))
+    rep.figure("jugglite_request_timeouts_total", j.metrics().get("jugglite_request_timeouts_total"))
+    rep.check("live streams lost nothing (without and under the attack)", ok)
+    rep.check("every idle socket got 408 and was closed", all(a == idle for a in answers))
     if full:
-        rep.check("live p99 under the attack within 1.2x of without", ratio <= 1.2)
+        rep.check("live p99 under the attack within 1.2x of without (medians)", ratio <= 1.2)
 
 
 def rst_storm(rep, scale):
@@ -260,56 +268,72 @@ def stopped_readers(rep, scale):
 
 
 def overload(rep, scale):
+    # scripts/bench's saturation scenario sustains about 800K deliveries/s on this 2-core
+    # machine; the burst asks ten times that of the full run's 10K streams. (With 512-byte
+    # messages no reader on these cores keeps up with the bytes, and every stream is dropped
+    # as a slow consumer, as --max-pending says it should be; that case is not this one.)
     n = scale(10_000, 1_000)
-    normal, burst_rate = 20, 200
+    normal, burst_rate, size = 20, 800, 64
     seconds = scale(30, 5)
-    rep.section(f"Overload: {burst_rate} msg/s (10x the {normal} msg/s the rest runs at) to {n} streams for {seconds} s",
-                "every drop is counted by reason, RSS stays bounded, and after the burst every "
-                "message reaches every stream still open")
+    rep.section(f"Overload: {burst_rate} msg/s of {size} B to {n} streams for {seconds} s "
+                f"({burst_rate * n / 1e6:g}M deliveries/s, against about 0.8M/s sustained)",
+                "every missing delivery has a counted cause, RSS stays bounded, the backlog drains, "
+                "and then every message reaches every stream still open, with the p99 of before the "
+                "burst (within 2x, judged in the full run only)")
     redis = Redis()
     j = Jugglite(redis)
     w = Watcher(j.port, n, 3600, path="/stream?channel=burst")
     w.wait_connected()
     pub = Publisher(redis, channel="burst", rate=normal)
-    run_phase(pub, 1, 3)
+    run_phase(pub, 1, 5)
     settle(pub, w, 1, n)
     base_p99 = w.tag(1)["p99_ms"]
     rss0 = j.rss()
-    pub.rate = burst_rate
+    pub.rate, pub.size = burst_rate, size
     pub.tag = 2
     peak = rss0
     start = time.monotonic()
     while time.monotonic() - start < seconds:
         peak = max(peak, j.rss())
         time.sleep(0.2)
-    pub.rate = normal
-    pub.tag = 3
-    time.sleep(2)
-    wait_for(lambda: j.metrics().get("jugglite_connections_open") == w.last["open"], 10, 0.2)
+    pub.rate, pub.size, pub.tag = normal, 64, GAP
+    end = time.monotonic()
+
+    def drained():
+        nonlocal peak
+        peak = max(peak, j.rss())
+        return w.tag(2)["frames"] >= pub.expected(2) * w.last["open"]
+    wait_for(drained, 180, 0.5)
+    drain_s = time.monotonic() - end
     run_phase(pub, 4, 5)
     pub.stop()
     still_open = w.last["open"]
     settle(pub, w, 4, still_open)
     m = j.metrics()
     drops = {k: v for k, v in m.items() if k.startswith("jugglite_messages_dropped_total{")}
+    slow = m.get("jugglite_slow_consumers_total", 0)
     burst_expected = pub.expected(2) * n
-    rep.figure("p99 before the burst", f"{base_p99:.1f} ms")
-    rep.figure("deliveries during the burst", f"{w.tag(2)['frames']}/{burst_expected}")
-    rep.figure("streams dropped as slow consumers", m.get("jugglite_slow_consumers_total"))
-    rep.figure("messages dropped, by reason", ", ".join(f"{k.split('=')[1][1:-2]} {v:.0f}" for k, v in drops.items()))
-    rep.figure("RSS before / peak during the burst", f"{rss0 / MiB:.1f} / {peak / MiB:.1f} MiB")
-    rep.figure("streams open after the burst", still_open)
-    rep.figure("p99 after the burst", f"{w.tag(4)['p99_ms']:.1f} ms")
-    rep.figure("lost after the burst", lost(pub, w, 4, still_open))
     missing = burst_expected - w.tag(2)["frames"]
-    counted = m.get("jugglite_slow_consumers_total", 0) + sum(drops.values())
+    rep.figure("p99 before the burst", f"{base_p99:.1f} ms")
+    rep.figure("messages published in the burst", pub.expected(2))
+    rep.figure("deliveries during the burst", f"{w.tag(2)['frames']}/{burst_expected}")
+    rep.figure("streams dropped as slow consumers", slow)
+    rep.figure("messages dropped, by reason", ", ".join(f"{k.split('=')[1][1:-2]} {v:.0f}" for k, v in drops.items()))
+    rep.figure("RSS before / peak", f"{rss0 / MiB:.1f} / {peak / MiB:.1f} MiB")
+    rep.figure("backlog drained after the burst in", f"{drain_s:.1f} s")
+    rep.figure("streams open after the burst", still_open)
+    rep.figure("p99 after the burst (once drained)", f"{w.tag(4)['p99_ms']:.1f} ms")
+    rep.figure("lost after the burst", lost(pub, w, 4, still_open))
     rep.check("every delivery missing in the burst has a counted cause (a drop or a slow consumer)",
-              missing <= 0 or counted > 0)
-    # Bounded: the queued frames of every stream (--max-pending 1 MiB each) plus the shard
-    # queues, far below what an unbounded backlog of the burst would take.
-    rep.check("peak RSS within 256 MiB of the start", peak - rss0 <= 256 * MiB)
+              missing <= 0 or slow + sum(drops.values()) > 0)
+    rep.check("the streams closed are the slow consumers counted", n - still_open == slow)
+    # Bounded: frames are shared by every stream they go to, and each stream's queue is
+    # capped by --max-pending.
+    rep.check("peak RSS within 512 MiB of the start", peak - rss0 <= 512 * MiB)
     rep.check("after the burst every message reached every open stream",
               still_open > 0 and pub.expected(4) > 0 and lost(pub, w, 4, still_open) == 0)
+    if scale(True, False):
+        rep.check("p99 after the burst within 2x of before", w.tag(4)["p99_ms"] <= 2 * max(base_p99, 1))
     w.end()
 
 
@@ -340,6 +364,7 @@ def main():
         except Exception as e:  # a scenario that could not run is a failure, not a skip
             rep.sections.append({"title": name, "condition": "", "rows": [], "checks": []})
             rep.check(f"ran to the end ({type(e).__name__}: {e})", False)
+        stop_all()
     if args.out:
         with open(args.out, "w") as f:
             f.write(rep.markdown(f"# Chaos run ({'short' if args.short else 'full'}), "

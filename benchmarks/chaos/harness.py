@@ -20,19 +20,28 @@ WORK = tempfile.mkdtemp(prefix="jugglite-chaos-")
 _procs = []
 
 
+def stop_all():
+    """Kills every process started so far (a scenario's end: none may load the next)."""
+    while _procs:
+        kill_group(_procs.pop())
+
+
 def _cleanup():
-    for p in _procs:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGCONT)
-            except OSError:
-                pass
-            p.kill()
-            p.wait()
+    stop_all()
     shutil.rmtree(WORK, ignore_errors=True)
 
 
 atexit.register(_cleanup)
+
+
+def kill_group(p):
+    """Kills `p` and its process group (a loadgen's workers with it), stopped or not."""
+    for sig in (signal.SIGCONT, signal.SIGKILL):
+        try:
+            os.killpg(p.pid, sig)
+        except OSError:
+            pass
+    p.wait()
 
 
 def free_port():
@@ -235,8 +244,7 @@ class Watcher:
         os.killpg(self.proc.pid, signal.SIGCONT)
 
     def end(self):
-        self.proc.kill()
-        self.proc.wait()
+        kill_group(self.proc)
 
 
 _seq_lock = threading.Lock()

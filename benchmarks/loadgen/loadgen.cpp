@@ -18,6 +18,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -676,6 +677,7 @@ int main(int argc, char** argv) {
     for (int w = 0; w < o.workers; ++w) {
         pid_t pid = fork();
         if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a parent that was killed
             worker(o, sh, w).run();
             _exit(0);
         }
