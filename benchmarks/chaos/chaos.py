@@ -9,7 +9,9 @@ cores make them noisy."""
 
 import argparse
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 
@@ -337,12 +339,49 @@ def overload(rep, scale):
     w.end()
 
 
+def drain(rep, scale):
+    n = scale(100_000, 3_000)
+    rate = 20_000
+    rep.section(f"Drain: SIGTERM with {n} streams (--drain-rate {rate}, --drain-seconds 5)",
+                "/readyz turns 503 first, no second sees more than the rate of closes (10% slack for "
+                "the load generator's one-second sampling), every stream is closed, and jugglite "
+                "exits 0 within --drain-seconds and its 2 s of final closes")
+    redis = Redis()
+    j = Jugglite(redis, "--max-conns", max(n + 1000, 100_000))
+    w = Watcher(j.port, n, 3600, path="/stream?channel=drain", sources=16, ramp=25_000)
+    connected = w.wait_connected(120)
+    time.sleep(2)
+    start = time.monotonic()
+    j.signal(signal.SIGTERM)
+    t503 = wait_for(lambda: j.status("/readyz") in (503, None), 5, 0.01)
+    wait_for(lambda: w.last.get("closed", 0) >= connected, 30, 0.1)
+    try:
+        code = j.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        code = None
+    took = time.monotonic() - start
+    time.sleep(1.1)  # one more status line
+    closes = [(t, s["closed"]) for t, s in w.history if t >= start - 1]
+    per_second = [b[1] - a[1] for a, b in zip(closes, closes[1:])]
+    busiest = max(per_second) if per_second else 0
+    rep.figure("streams", connected)
+    rep.figure("/readyz 503 after SIGTERM", f"{t503 * 1000:.0f} ms" if t503 is not None else "never")
+    rep.figure("closes per second (load generator's samples)", " ".join(str(x) for x in per_second if x))
+    rep.figure("exit", f"status {code} after {took:.1f} s")
+    rep.check("/readyz turns 503", t503 is not None)
+    rep.check(f"every stream closed ({w.last.get('closed')}/{connected})", w.last.get("closed") == connected)
+    rep.check(f"no second with more than {rate * 1.1:.0f} closes", busiest <= rate * 1.1)
+    rep.check("exits 0 within --drain-seconds + 2 s", code == 0 and took <= 7.5)
+    w.end()
+
+
 SCENARIOS = {
     "redis": lambda rep, scale, full: redis_faults(rep, scale),
     "slowloris": slowloris,
     "rst": lambda rep, scale, full: rst_storm(rep, scale),
     "stopped": lambda rep, scale, full: stopped_readers(rep, scale),
     "overload": lambda rep, scale, full: overload(rep, scale),
+    "drain": lambda rep, scale, full: drain(rep, scale),
 }
 
 

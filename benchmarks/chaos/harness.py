@@ -161,6 +161,9 @@ class Jugglite:
                 data += chunk
         return data.decode(errors="replace")
 
+    def signal(self, sig):
+        os.kill(self.proc.pid, sig)
+
     def status(self, path):
         try:
             head = self.get(path).split("\r\n", 1)[0]
@@ -213,6 +216,7 @@ class Watcher:
                  sources=8, ramp=20000, extra=()):
         self.conns = conns
         self.last = {}
+        self.history = []  # (monotonic time, status) of every status line
         self.proc = spawn([os.path.join(ROOT, "build/release/benchmarks/loadgen"), "--port", str(port),
                            "--conns", str(conns), "--workers", str(workers), "--sources", str(sources),
                            "--ramp", str(ramp), "--path", path, "--duration", str(duration),
@@ -225,6 +229,7 @@ class Watcher:
         for line in self.proc.stdout:
             try:
                 self.last = json.loads(line)
+                self.history.append((time.monotonic(), self.last))
             except ValueError:
                 pass
 

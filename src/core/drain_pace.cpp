@@ -10,7 +10,7 @@ namespace jugglite {
 drain_pace::drain_pace(std::uint64_t streams, double rate, std::chrono::milliseconds window,
                        std::chrono::milliseconds step, std::int64_t start_ms) noexcept
     : _streams(streams),
-      _rate(std::max(rate, 1.0)),
+      _rate(std::max(rate, 1e-3)),
       _window_ms(window.count()),
       _step_ms(step.count()),
       _start_ms(start_ms) {}

@@ -27,8 +27,9 @@ public:
     // The history entry this frame delivers (its `id:`), or empty for a message published
     // without history and for the server's own frames.
     [[nodiscard]] const stream_id& id() const noexcept { return _id; }
-    // monotonic_us() when the message arrived from Redis; 0 for replays and the server's
-    // own frames, which the delivery-delay histogram leaves out.
+    // monotonic_us() when the message arrived from Redis; 0 for the frames read from
+    // history and the server's own. The delivery-delay histogram leaves those out, and the
+    // shard leaves out streams being resumed (their replay holds live frames kept since).
     [[nodiscard]] std::int64_t received_us() const noexcept { return _received_us; }
 
 private:

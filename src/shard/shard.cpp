@@ -84,7 +84,7 @@ void shard::loop() noexcept {
         }
         if (_stopping && (_live == 0 || _now_ms >= drain_deadline)) break;
         if (!_drain && !_stopping && _env.drain->load(std::memory_order_acquire)) begin_drain();
-        if (_drain && !_drain_done && !_stopping) drain_step();
+        if (_drain && !_stopping) drain_step();
 
         _metrics.heartbeat_ms.set(static_cast<std::uint64_t>(_now_ms));
         retry_deferred();
@@ -317,7 +317,8 @@ void shard::tick_slice(std::uint32_t u) noexcept {
                 break;
             case conn_state::streaming:
             case conn_state::closing_after_send:
-                ++_queued_round[queued_bytes_gauge::bucket_of(c.unsent_bytes())];
+                if (c.state == conn_state::streaming)
+                    ++_queued_round[queued_bytes_gauge::bucket_of(c.unsent_bytes())];
                 if (c.send_inflight && _now_ms - c.send_started_ms >= stall_ms) {
                     close_conn(c, id, close_reason::slow_consumer);
                 } else if (c.state == conn_state::streaming && c.expires_at_s != 0 &&

@@ -255,15 +255,18 @@ private:
     std::array<accept_slot, limits::accepts_in_flight> _accept_slots{};
     std::int64_t _accept_retry_ms = 0;  // after an accept error, no new accepts before this
     std::int64_t _now_ms = 0;
-    std::int64_t _reap_us = 0;
-    // The drain, once begun: its pace, the streams it closed, where its walk of the
-    // table is, and the streams left when its window ended (0 before).
+    std::int64_t _reap_us = 0;  // monotonic_us() when the completions being handled were reaped
+    // The drain, once begun: its pace, the streams its walk closed, where the walk is,
+    // the streams left when its window ended (0 before), and streams that started during
+    // the drain, to end on the next turn.
     std::optional<drain_pace> _drain;
     std::uint64_t _drain_closed = 0;
     std::uint32_t _drain_ring = 0;
     std::uint32_t _drain_slot = 0;
     std::uint64_t _drain_left = 0;
-    bool _drain_done = false;  // monotonic_us() when the completions being handled were reaped
+    bool _drain_expired = false;
+    bool _drain_done = false;
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> _drain_late;  // (id, gen)
     std::int64_t _next_tick_ms = 0;
     unsigned _slice = 0;
     // Streams by unsent bytes, counted over this round of slices; published to

@@ -45,8 +45,14 @@ void shard::begin_streaming(connection& c, std::uint32_t id) noexcept {
     }
     // A resuming stream asks for the history of the channels its head names.
     if (c.extras && c.extras->resume) ask_resume(c, id, std::move(route.channels));
-    // Registered after the drain walked past it: it ends at once, with the others.
-    if (_drain && c.state == conn_state::streaming) drain_stream(c, id);
+    // Started during the drain: it ends on the next turn (not here: on_channel_ready is
+    // walking the channel's subscribers, and ending a stream edits that list).
+    if (_drain && c.state == conn_state::streaming) {
+        try {
+            _drain_late.emplace_back(id, c.gen);
+        } catch (const std::bad_alloc&) {  // begin_stop closes it at the end
+        }
+    }
     if (c.state == conn_state::streaming && !c.send_inflight) start_send(c, id);
 }
 

@@ -134,7 +134,11 @@ void shard::on_send(connection& c, std::uint32_t id, int res) noexcept {
         close_conn(c, id, close_reason::client_gone);
         return;
     }
-    _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res), &_metrics.delivery_delay, _reap_us));
+    // A stream being resumed is left out of the delivery delay: its replay holds frames kept
+    // in the history window since they arrived, and its live frames wait behind the replay.
+    const bool resuming = c.extras && c.extras->resume;
+    _metrics.frames_out.bump(c.consume(static_cast<std::size_t>(res),
+                                       resuming ? nullptr : &_metrics.delivery_delay, _reap_us));
     _metrics.bytes_out.bump(static_cast<std::uint64_t>(res));
     c.last_write_ms = _now_ms;
     if (c.extras && c.extras->resume && c.extras->resume->answered && c.state == conn_state::streaming) {

@@ -251,6 +251,10 @@ void shard::stream_granted(connection& c, std::uint32_t id, const grant& g) {
     route r = req ? route_request(*req, *_env.cfg) : route(http_error{500, "request lost"});
     auto* s = std::get_if<stream_route>(&r);
     if (!s) log::panic("a request that was routed to a stream no longer is");
+    if (_drain) {  // authorized while the server began draining: it goes elsewhere
+        refuse(c, id, refusal::draining);
+        return;
+    }
     g.filter(s->channels);
     if (c.extras && c.extras->recheck)
         c.expires_at_s = static_cast<std::uint32_t>(_now_s + _env.cfg->auth_revalidate.count());
