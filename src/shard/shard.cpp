@@ -168,7 +168,7 @@ void shard::begin_stop() noexcept {
         }
     }
     for (std::uint32_t u = 0; u < _units.size(); ++u) {
-        for (std::uint32_t slot = 0; slot < _units[u].high_water; ++slot) {
+        for (std::uint32_t slot = 0; slot < _units[u].pool.high_water(); ++slot) {
             std::uint32_t id = conn_id::make(u, slot);
             if (!_conns.has(id)) continue;
             connection& c = _conns[id];
@@ -287,7 +287,7 @@ void shard::on_tick() noexcept {
 }
 
 void shard::tick_slice(std::uint32_t u) noexcept {
-    const std::uint32_t high = _units[u].high_water;
+    const std::uint32_t high = _units[u].pool.high_water();
     std::uint32_t per = (high + limits::timer_slices - 1) / limits::timer_slices;
     std::uint32_t lo = per * _slice;
     std::uint32_t hi = std::min(high, lo + per);

@@ -82,8 +82,8 @@ private:
         std::optional<ring> io;
         std::optional<buf_ring> bufs;
         std::uint32_t live = 0;        // slots not free (open or still closing)
-        std::uint32_t high_water = 0;  // slots [0, high_water) have been used
-        slot_pool pool{0};             // which slot the next accept fills
+        slot_pool pool{0};             // which slot the next accept fills; slots
+                                       // [0, pool.high_water()) have been used
         std::uint32_t accepts = 0;     // accepts in flight on the listener
     };
     [[nodiscard]] ring& ring_of(std::uint32_t id) noexcept { return *_units[conn_id::ring(id)].io; }

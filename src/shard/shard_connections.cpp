@@ -125,7 +125,6 @@ void shard::adopt(std::uint32_t u, std::uint32_t slot, const accept_slot& from) 
     }
     ++_live;
     ++unit.live;
-    unit.high_water = std::max(unit.high_water, slot + 1);
     arm_recv(c, id);
     if (_stopping) {
         close_conn(c, id, close_reason::server_stopping);

@@ -42,7 +42,7 @@ void shard::drain_step() noexcept {
     if (_drain_done) return;
     const std::uint64_t due = _drain_expired ? UINT64_MAX : _drain->due(_now_ms);
     while (_drain_closed < due && _drain_ring < _units.size()) {
-        if (_drain_slot >= _units[_drain_ring].high_water) {
+        if (_drain_slot >= _units[_drain_ring].pool.high_water()) {
             ++_drain_ring;
             _drain_slot = 0;
             continue;
