@@ -16,84 +16,8 @@ import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Redis:
-    def __init__(self, extra=()):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="defects-redis-")
-        self.extra = list(extra)
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir] + self.extra,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            if self.cli("PING") == "PONG":
-                return
-            time.sleep(0.05)
-
-    def cli(self, *args):
-        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True)
-        return r.stdout.strip()
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-class Jugglite:
-    def __init__(self, binary, redis_url, args=(), nofile=None):
-        self.port = free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="defects-jugglite-", suffix=".log", delete=False)
-        argv = [binary, "--address", "127.0.0.1", "--port", str(self.port), "--shards", "2",
-                "--redis", redis_url] + list(args)
-        if nofile:
-            argv = ["prlimit", f"--nofile={nofile}:{nofile}"] + argv
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-
-    def get(self, path, timeout=3):
-        try:
-            s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            out = b""
-            while True:
-                d = s.recv(65536)
-                if not d:
-                    break
-                out += d
-            return out.decode(errors="replace")
-        except OSError:
-            return ""
-
-    def status(self, path):
-        r = self.get(path)
-        return int(r.split()[1]) if r.startswith("HTTP/1.1 ") else 0
-
-    def stream(self, channels):
-        s = socket.create_connection(("127.0.0.1", self.port))
-        s.sendall(f"GET /stream?channel={channels} HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n".encode())
-        return s
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "chaos"))
+from harness import Jugglite, Redis  # noqa: E402  (the same servers as scripts/chaos)
 
 
 def read_until(sock, needle, timeout=5.0):
@@ -118,7 +42,8 @@ def servers(binary, redis_args=(), credentials="", args=(), nofile=None):
     """A redis-server and jugglite against it, both stopped however the scenario ends."""
     r = Redis(redis_args)
     try:
-        j = Jugglite(binary, f"redis://{credentials}127.0.0.1:{r.port}", args, nofile)
+        j = Jugglite(r, *args, binary=binary, redis_url=f"redis://{credentials}127.0.0.1:{r.port}",
+                     nofile=nofile, ready=False)
         try:
             yield r, j
         finally:

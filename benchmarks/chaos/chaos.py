@@ -278,7 +278,7 @@ def overload(rep, scale):
     normal, burst_rate, size = 20, 800, 64
     seconds = scale(30, 5)
     rep.section(f"Overload: {burst_rate} msg/s of {size} B to {n} streams for {seconds} s "
-                f"({burst_rate * n / 1e6:g}M deliveries/s, against about 0.8M/s sustained)",
+                f"({burst_rate * n / 1e6:g}M deliveries/s; scripts/bench saturation: about 0.8M/s)",
                 "every missing delivery has a counted cause, RSS stays bounded, the backlog drains, "
                 "and then every message reaches every stream still open, with the p99 of before the "
                 "burst (within 2x, judged in the full run only)")

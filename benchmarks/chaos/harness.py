@@ -1,5 +1,6 @@
-"""Real parts for the chaos and soak drivers: a redis-server, the jugglite binary, loadgen
-in watch mode (the streams), a tagging publisher, and /proc samples.
+"""Real parts for the chaos and soak drivers (and benchmarks/delivery_defects.py): a
+redis-server, the jugglite binary, loadgen in watch mode (the streams), a tagging
+publisher, and /proc samples.
 
 Everything runs on loopback ports picked free, in a temporary directory, and is stopped
 when the driver exits."""
@@ -80,15 +81,18 @@ def resp(*args):
 
 
 class Redis:
-    def __init__(self):
+    """A redis-server on a free port; `extra` are more of its arguments (ACL users...)."""
+
+    def __init__(self, extra=()):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(dir=WORK)
+        self.extra = list(extra)
         self.proc = None
         self.start()
 
     def start(self):
         self.proc = spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--dir", self.dir],
+                           "--save", "", "--appendonly", "no", "--dir", self.dir, *self.extra],
                           f"redis-{self.port}.log")
         if wait_for(lambda: self.ping(), 10) is None:
             raise RuntimeError("redis-server did not start")
@@ -111,11 +115,14 @@ class Redis:
             line = data.split(b"\r\n", 1)[0].decode()
             return line[1:]
 
+    def cli(self, *args):
+        """redis-cli's answer to a command, stripped (multi-line answers whole)."""
+        return subprocess.run(["redis-cli", "-p", str(self.port), *map(str, args)],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
     def info(self, field):
         """A field of INFO (e.g. pubsub_channels), as a string."""
-        out = subprocess.run(["redis-cli", "-p", str(self.port), "INFO"], capture_output=True,
-                             text=True, timeout=5).stdout
-        for line in out.splitlines():
+        for line in self.cli("INFO").splitlines():
             if line.startswith(field + ":"):
                 return line.split(":", 1)[1].strip()
         return None
@@ -137,46 +144,68 @@ class Redis:
 
 
 class Jugglite:
-    def __init__(self, redis, *flags, shards=2):
+    """A jugglite on a free port against `redis`. `binary` defaults to the Release build;
+    `redis_url` to `redis` without credentials; `nofile` runs it under that RLIMIT_NOFILE.
+    It waits until /readyz is 200, or with ready=False only until the port answers."""
+
+    def __init__(self, redis, *flags, shards=2, binary=None, redis_url=None, nofile=None,
+                 ready=True):
         self.port = free_port()
-        self.binary = os.path.join(ROOT, "build/release/jugglite")
-        self.proc = spawn([self.binary, "--port", str(self.port), "--address", "127.0.0.1",
-                           "--redis", f"redis://127.0.0.1:{redis.port}", "--shards", str(shards),
-                           *map(str, flags)], f"jugglite-{self.port}.log")
-        if wait_for(lambda: self.status("/readyz") == 200, 15) is None:
-            raise RuntimeError(f"jugglite did not become ready:\n{self.log()}")
+        self.binary = binary or os.path.join(ROOT, "build/release/jugglite")
+        argv = [self.binary, "--port", str(self.port), "--address", "127.0.0.1",
+                "--redis", redis_url or f"redis://127.0.0.1:{redis.port}", "--shards", str(shards),
+                *map(str, flags)]
+        if nofile:
+            argv = ["prlimit", f"--nofile={nofile}:{nofile}", *argv]
+        self.proc = spawn(argv, f"jugglite-{self.port}.log")
+        up = (lambda: self.status("/readyz") == 200) if ready else (lambda: self.status("/livez") is not None)
+        if wait_for(up, 15) is None:
+            raise RuntimeError(f"jugglite did not come up:\n{self.log()}")
 
     def log(self):
         with open(os.path.join(WORK, f"jugglite-{self.port}.log")) as f:
             return f.read()
 
     def get(self, path, timeout=3):
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+        """The whole answer to GET `path`, or "" when the connection fails."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+        except OSError:
+            return ""
         return data.decode(errors="replace")
 
     def signal(self, sig):
         os.kill(self.proc.pid, sig)
 
     def status(self, path):
+        """The status code of GET `path`, or None without an answer."""
         try:
-            head = self.get(path).split("\r\n", 1)[0]
-            return int(head.split()[1])
-        except (OSError, IndexError, ValueError):
+            return int(self.get(path).split("\r\n", 1)[0].split()[1])
+        except (IndexError, ValueError):
             return None
+
+    def stream(self, channels):
+        """A raw socket that has asked for a stream of `channels`."""
+        s = socket.create_connection(("127.0.0.1", self.port))
+        s.sendall(f"GET /stream?channel={channels} HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n".encode())
+        return s
+
+    def stop(self):
+        kill_group(self.proc)
 
     def metrics(self):
         """name -> value, summed over labels, plus every labelled series under its full name."""
         out = {}
         try:
             body = self.get("/metrics").split("\r\n\r\n", 1)[1]
-        except (OSError, IndexError):
+        except IndexError:
             return out
         for line in body.splitlines():
             if not line or line.startswith("#"):
