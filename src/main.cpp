@@ -49,6 +49,14 @@ cxxopts::Options make_options(unsigned cpus) {
          cxxopts::value<long long>()->default_value("100000"))
         ("redis", "Redis URL redis://[user:password@]host[:port][/db] (default: $REDIS_URL, "
                   "else redis://127.0.0.1:6379/0)", cxxopts::value<std::string>())
+        ("redis-cluster", "Redis Cluster seed nodes, comma-separated redis:// URLs (the first "
+                          "one's credentials reach every node); replaces --redis",
+         cxxopts::value<std::string>())
+        ("redis-cluster-pubsub", "on a cluster: sharded (SSUBSCRIBE on each slot's node) or "
+                                 "classic (SUBSCRIBE on one node)",
+         cxxopts::value<std::string>()->default_value("sharded"))
+        ("redis-read-from", "on a cluster with sharded pub/sub: master, or replica (subscribe "
+                            "on each shard's replica)", cxxopts::value<std::string>()->default_value("master"))
         ("namespace", "prefix prepended to every channel name in Redis",
          cxxopts::value<std::string>()->default_value(""))
         ("path", "stream only on this path (404 elsewhere); default: any path",
@@ -253,6 +261,29 @@ config parse_config(const cxxopts::ParseResult& r) {
     auto ep = redis_endpoint::parse(url);
     if (!ep) throw usage_error(fmt::format("--redis: {}", ep.error()));
     cfg.redis = std::move(*ep);
+    if (r.count("redis-cluster")) {
+        if (r.count("redis")) throw usage_error("--redis and --redis-cluster exclude each other");
+        for (const auto& seed : split_list(r["redis-cluster"].as<std::string>())) {
+            auto node = redis_endpoint::parse(seed);
+            if (!node) throw usage_error(fmt::format("--redis-cluster: {}: {}", seed, node.error()));
+            if (node->db != 0) throw usage_error("--redis-cluster: a cluster has only database 0");
+            cfg.cluster_seeds.push_back(std::move(*node));
+        }
+        if (cfg.cluster_seeds.empty()) throw usage_error("--redis-cluster: no seed node given");
+        cfg.redis = cfg.cluster_seeds.front();
+    }
+    if (const auto mode = r["redis-cluster-pubsub"].as<std::string>(); mode == "classic")
+        cfg.cluster_pubsub = config::cluster_pubsub_t::classic;
+    else if (mode != "sharded")
+        throw usage_error(fmt::format("--redis-cluster-pubsub must be sharded or classic (got {})", mode));
+    if (const auto from = r["redis-read-from"].as<std::string>(); from == "replica")
+        cfg.read_from_replicas = true;
+    else if (from != "master")
+        throw usage_error(fmt::format("--redis-read-from must be master or replica (got {})", from));
+    if ((r.count("redis-cluster-pubsub") || cfg.read_from_replicas) && !cfg.cluster())
+        throw usage_error("--redis-cluster-pubsub and --redis-read-from need --redis-cluster");
+    if (cfg.read_from_replicas && !cfg.sharded_pubsub())
+        throw usage_error("--redis-read-from replica needs sharded pub/sub");
     cfg.namespace_prefix = r["namespace"].as<std::string>();
     if (r.count("path")) {
         cfg.path = r["path"].as<std::string>();
@@ -305,6 +336,8 @@ config parse_config(const cxxopts::ParseResult& r) {
     }
     if (r.count("trusted-proxies")) cfg.trusted_proxies = split_list(r["trusted-proxies"].as<std::string>());
     cfg.history_enabled = r.count("history") > 0;
+    if (cfg.history_enabled && cfg.cluster())
+        throw usage_error("--history does not run on --redis-cluster yet");
     cfg.history.prefix = r["history-prefix"].as<std::string>();
     if (cfg.history.prefix.empty()) throw usage_error("--history-prefix must not be empty");
     cfg.history.length = in_range<std::uint32_t>(r, "history-length", 1, 1'000'000);

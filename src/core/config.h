@@ -36,7 +36,13 @@ struct config {
     std::uint16_t port = 3000;
     std::string socket_path;  // non-empty: listen on this unix socket instead of TCP
     std::uint32_t max_conns = 100'000;
-    redis_endpoint redis;
+    redis_endpoint redis;  // with --redis-cluster, the first seed
+    // --redis-cluster: seed nodes of a Redis Cluster (non-empty: cluster mode). Every node
+    // is reached with the first seed's credentials.
+    std::vector<redis_endpoint> cluster_seeds;
+    enum class cluster_pubsub_t : std::uint8_t { sharded, classic };
+    cluster_pubsub_t cluster_pubsub = cluster_pubsub_t::sharded;  // --redis-cluster-pubsub
+    bool read_from_replicas = false;                               // --redis-read-from replica
     std::string namespace_prefix;
     std::optional<std::string> path;           // unset: every path streams
     std::vector<std::string> allowed_channels;  // glob patterns; empty: all allowed
@@ -75,6 +81,12 @@ struct config {
     std::size_t history_memory = limits::default_history_memory;  // --history-memory
 
     bool log_json = false;  // --log-format json
+
+    [[nodiscard]] bool cluster() const noexcept { return !cluster_seeds.empty(); }
+    // SSUBSCRIBE, one link per node serving the channels' slots (else SUBSCRIBE on one link).
+    [[nodiscard]] bool sharded_pubsub() const noexcept {
+        return cluster() && cluster_pubsub == cluster_pubsub_t::sharded;
+    }
 
     // A connection keeps stream_extras (its peer's address, its event record, what its
     // revalidation asks) only when something reads them.

@@ -120,6 +120,12 @@ inline constexpr int redis_keepalive_idle_s = 10;
 inline constexpr int redis_keepalive_interval_s = 5;
 inline constexpr int redis_keepalive_count = 3;
 
+// Redis Cluster: the topology (CLUSTER SHARDS) is read again this often, whatever happens
+// (a replica re-pointed to another master sends no notice), and, while a channel jugglite
+// needs has no subscribed node (a failover, a slot migrating), at most this often.
+inline constexpr std::chrono::milliseconds cluster_refresh_interval{5'000};
+inline constexpr std::chrono::milliseconds cluster_refresh_min{500};
+
 // Channels per SUBSCRIBE. Keeps each command small after a reconnect with many channels,
 // and bounds what one forbidden channel makes Redis refuse (and us retry one by one).
 inline constexpr std::size_t redis_subscribe_batch = 1024;

@@ -134,6 +134,25 @@ void render_redis(prom_writer& w, const redis_metrics& r, bool ready) {
               r.channels_over_capacity.get());
     w.gauge("jugglite_redis_subscribed_channels", "Channels subscribed on Redis now.",
             r.subscribed_channels.get());
+    const auto nodes = r.nodes.get();
+    if (nodes.empty()) return;  // not a cluster
+    w.counter("jugglite_redis_topology_reads_total", "Cluster topologies (CLUSTER SHARDS) read and applied.",
+              r.topology_reads.get());
+    w.gauge("jugglite_redis_cluster_slots", "Hash slots the last topology read assigns to a node.",
+            r.cluster_slots.get());
+    w.counter("jugglite_redis_channels_moved_total",
+              "Subscribed channels that followed their slot to another node.", r.channels_moved.get());
+    w.counter("jugglite_redis_channels_dropped_by_redis_total",
+              "Channels a node unsubscribed on its own (slot migrated) or answered MOVED for.",
+              r.channels_dropped_by_redis.get());
+    w.family("jugglite_redis_node_up", prom_writer::type::gauge,
+             "1 while the subscriber link to this cluster node is up.");
+    for (const auto& n : nodes)
+        w.sample("jugglite_redis_node_up", {{"node", n.node}, {"role", n.role}}, std::uint64_t{n.up});
+    w.family("jugglite_redis_node_channels", prom_writer::type::gauge,
+             "Channels that live on this cluster node's subscriber link.");
+    for (const auto& n : nodes)
+        w.sample("jugglite_redis_node_channels", {{"node", n.node}, {"role", n.role}}, n.channels);
 }
 
 void render_auth(prom_writer& w, const auth_metrics& a) {

@@ -6,8 +6,10 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
-#include <span>
+#include <mutex>
 #include <string>
+#include <vector>
+#include <span>
 
 namespace jugglite {
 
@@ -92,6 +94,32 @@ struct shard_metrics {
 };
 
 // Written by the redis thread.
+// One subscriber link on a cluster, as /metrics shows it.
+struct redis_node_state {
+    std::string node;  // host:port
+    std::string role;  // master, replica, or classic (the one node of classic pub/sub)
+    bool up = false;
+    std::uint64_t channels = 0;  // channels that live on it
+    bool operator==(const redis_node_state&) const = default;
+};
+
+// Written by the redis thread when a link changes, read by a scrape.
+class redis_node_states {
+public:
+    void set(std::vector<redis_node_state> nodes) {
+        std::lock_guard lock(_mu);
+        _nodes = std::move(nodes);
+    }
+    [[nodiscard]] std::vector<redis_node_state> get() const {
+        std::lock_guard lock(_mu);
+        return _nodes;
+    }
+
+private:
+    mutable std::mutex _mu;
+    std::vector<redis_node_state> _nodes;
+};
+
 struct redis_metrics {
     counter messages_in;           // message pushes received from Redis
     counter messages_unrouted;     // for a channel no shard wants any more (normal after UNSUBSCRIBE)
@@ -103,6 +131,12 @@ struct redis_metrics {
     counter channels_refused;      // SUBSCRIBEs Redis refused (ACL), per channel
     counter channels_over_capacity;  // new channels refused at --max-channels
     counter subscribed_channels;   // gauge
+    // Cluster (--redis-cluster).
+    counter topology_reads;        // CLUSTER SHARDS answered and applied
+    counter cluster_slots;         // gauge: slots the last topology assigns to a node
+    counter channels_moved;        // subscribed channels that followed their slot to another node
+    counter channels_dropped_by_redis;  // sunsubscribe or MOVED for a channel jugglite held
+    redis_node_states nodes;       // per subscriber link
 };
 
 // History and resume (--history). Written by the redis thread, except the fields marked

@@ -62,6 +62,8 @@ struct channel_notice {
         forbidden,      // Redis refused it (ACL): drop it from every stream
         over_capacity,  // --max-channels reached: streams waiting for it are turned away
         link_down,      // the Redis link is gone: no channel is subscribed until `ready` again
+        unconfirmed,    // this channel alone is unsubscribed until `ready` again (its cluster
+                        // slot moved, or the node serving it was lost)
     } kind;
     std::string channel;  // empty for link_down
 };

@@ -60,6 +60,17 @@ redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shar
       _history(history),
       _hm(history_counters),
       _answer_backlog(shards.size()) {
+    if (!cfg.cluster()) {
+        // One link, 0, to --redis.
+        auto l = std::make_unique<node_link>();
+        l->endpoint = cfg.redis;
+        _links.push_back(std::move(l));
+    } else {
+        _topology_link = std::make_unique<node_link>();
+        _topology_link->topology = true;
+        _known_nodes = cfg.cluster_seeds;
+        _slot_links.assign(cluster_slots, subscription_table::no_link);
+    }
     if (_history) {
         _windows.emplace(cfg.history_memory, cfg.history.length);
         _marker = marker_channel(cfg);
@@ -72,41 +83,52 @@ void redis_subscriber::run() noexcept {
     while (!_stop.load(std::memory_order_acquire)) {
         std::int64_t now = monotonic_ms();
         _status.heartbeat_ms.store(now, std::memory_order_relaxed);
-        if (_link == link_state::down && now >= _next_attempt_ms) start_connect(now);
+        if (_topology_link) topology_turn(now);
         flush_notices();
         drain_control(now);
-        if (_link == link_state::live) {
-            auto gone = _table.expire(now);
-            if (_history) history_unsubscribed(gone);
-            send_batched(command::unsubscribe, std::move(gone), now);
-            if (now >= _next_ping_ms) {
-                send(command::ping, {}, now);
-                _next_ping_ms = now + limits::redis_ping_interval.count();
-            }
-        }
+        auto gone = _table.expire(now);
+        if (_history) history_unsubscribed(gone);
+        send_on_links(command::unsubscribe, std::move(gone), now);
+        for (auto& l : _links) link_turn(*l, now);
         if (_history) history_turn(now);
-        check_deadlines(now);
-        if (_ctx && _link != link_state::connecting) flush_writes();
+        if (_topology_link) update_cluster_state();
         _status.channels.store(static_cast<std::uint32_t>(_table.size()), std::memory_order_relaxed);
         wake_shards();
         std::int64_t timeout = 250;
-        if (_link == link_state::down) timeout = std::clamp<std::int64_t>(_next_attempt_ms - now, 1, 250);
-        wait_for_events(timeout);
+        for (auto& l : _links)
+            if (l->state == link_state::down) timeout = std::min(timeout, l->next_attempt_ms - now);
+        if (_topology_link && _topology_link->state == link_state::down)
+            timeout = std::min(timeout, _topology_link->next_attempt_ms - now);
+        wait_for_events(std::max<std::int64_t>(timeout, 1));
     }
-    set_state(redis_status::disconnected);
-    _ctx.reset();
+    _status.state.store(redis_status::disconnected, std::memory_order_relaxed);
+    for (auto& l : _links) l->ctx.reset();
+    if (_topology_link) _topology_link->ctx.reset();
     log::info("redis: subscriber stopped");
 }
 
+// A subscriber link's turn: connect when due, PING when due, replace it when an answer
+// is late, write what is queued.
+void redis_subscriber::link_turn(node_link& l, std::int64_t now) noexcept {
+    if (l.state == link_state::down && now >= l.next_attempt_ms) start_connect(l, now);
+    if (l.state == link_state::live && now >= l.next_ping_ms) {
+        send(l, command::ping, {}, now);
+        l.next_ping_ms = now + limits::redis_ping_interval.count();
+    }
+    check_deadlines(l, now);
+    if (l.ctx && l.state != link_state::connecting) flush_writes(l);
+}
+
 void redis_subscriber::feed_replies(std::string_view bytes, const std::vector<std::string>& channels) noexcept {
-    _link = link_state::live;
-    _fifo.clear();
+    node_link& l = *_links.front();
+    l.state = link_state::live;
+    l.fifo.clear();
     try {
-        if (_history) _fifo.push_back(command{command::marker, {_marker}, 0, 0});
+        if (_history) l.fifo.push_back(command{command::marker, {_marker}, 0, 0});
         for (std::size_t i = 0; i < channels.size(); ++i) {
             if (_table.want(channels[i], static_cast<unsigned>(i % _shards.size()), true) ==
                 subscription_table::want_result::subscribe)
-                _fifo.push_back(command{command::subscribe, {channels[i]}, 0, 0});
+                l.fifo.push_back(command{command::subscribe, {channels[i]}, 0, 0});
         }
     } catch (const std::bad_alloc&) {
         return;
@@ -114,10 +136,10 @@ void redis_subscriber::feed_replies(std::string_view bytes, const std::vector<st
     redisReader* reader = redisReaderCreate();
     if (!reader) return;
     if (redisReaderFeed(reader, bytes.data(), bytes.size()) == REDIS_OK) {
-        while (_link == link_state::live) {
+        while (l.state == link_state::live) {
             void* raw = nullptr;
             if (redisReaderGetReply(reader, &raw) != REDIS_OK || !raw) break;
-            handle_reply(*static_cast<redisReply*>(raw), 0);
+            handle_reply(l, *static_cast<redisReply*>(raw), 0);
             freeReplyObject(raw);
         }
     }
@@ -128,135 +150,164 @@ void redis_subscriber::feed_replies(std::string_view bytes, const std::vector<st
 
 // Starts a non-blocking TCP connect; on_connected() continues once the socket is writable.
 // Name resolution (a host name rather than an address) still happens synchronously here.
-void redis_subscriber::start_connect(std::int64_t now) noexcept {
-    const auto& ep = _cfg.redis;
-    _attempt_started_ms = now;
-    _live_since_ms = 0;
+void redis_subscriber::start_connect(node_link& l, std::int64_t now) noexcept {
+    const auto& ep = l.endpoint;
+    l.attempt_started_ms = now;
+    l.live_since_ms = 0;
     set_state(redis_status::connecting);
-    _ctx.reset(redisConnectNonBlock(ep.host.c_str(), ep.port));
-    if (!_ctx) {
-        disconnect("out of memory");
+    l.ctx.reset(redisConnectNonBlock(ep.host.c_str(), ep.port));
+    if (!l.ctx) {
+        disconnect(l, "out of memory");
         return;
     }
-    if (_ctx->err) {
-        disconnect(_ctx->errstr);
+    if (l.ctx->err) {
+        disconnect(l, l.ctx->errstr);
         return;
     }
-    tune_socket(_ctx->fd);
-    _link = link_state::connecting;
+    tune_socket(l.ctx->fd);
+    l.state = link_state::connecting;
 }
 
-void redis_subscriber::on_connected(std::int64_t now) noexcept {
+void redis_subscriber::on_connected(node_link& l, std::int64_t now) noexcept {
     int err = 0;
     socklen_t len = sizeof err;
-    if (::getsockopt(_ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (::getsockopt(l.ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
     if (err != 0) {
-        disconnect(std::strerror(err));
+        disconnect(l, std::strerror(err));
         return;
     }
-    const auto& ep = _cfg.redis;
+    const auto& ep = l.endpoint;
     if (ep.password.empty()) {
-        go_live(now);
+        go_live(l, now);
         return;
     }
     // AUTH is a command like any other: its answer is due within the reply timeout. A
     // frozen Redis completes the TCP handshake (the kernel does) and never answers it.
-    _link = link_state::authenticating;
+    l.state = link_state::authenticating;
     std::vector<std::string> args;
     if (!ep.user.empty()) args.push_back(ep.user);
     args.push_back(ep.password);
-    send(command::auth, std::move(args), now);
+    send(l, command::auth, std::move(args), now);
 }
 
-// The link is usable: subscribe everything the shards want, then a PING whose answer
-// marks the resubscription complete (Redis answers in order).
-void redis_subscriber::go_live(std::int64_t now) noexcept {
-    _link = link_state::live;
-    _live_since_ms = now;
-    _next_ping_ms = now + limits::redis_ping_interval.count();
-    if (_ever_live) _metrics.reconnects.bump();
-    auto channels = _table.on_link_up();
-    log::info("redis: {} {} ({} channels to subscribe)", _ever_live ? "reconnected to" : "connected to",
-              _cfg.redis.display(), channels.size());
-    _ever_live = true;
-    _failures = 0;
+// The link is usable: subscribe everything the shards want on it, then a PING whose
+// answer marks the resubscription complete (Redis answers in order). The cluster's
+// topology link reads the topology instead.
+void redis_subscriber::go_live(node_link& l, std::int64_t now) noexcept {
+    l.state = link_state::live;
+    l.live_since_ms = now;
+    l.next_ping_ms = now + limits::redis_ping_interval.count();
+    l.failures = 0;
+    if (l.topology) {
+        log::info("redis: reading the cluster's topology from {}", l.endpoint.display());
+        send(l, command::cluster_shards, {}, now);
+        _last_refresh_ms = now;
+        return;
+    }
+    if (l.ever_live) _metrics.reconnects.bump();
+    auto channels = _table.on_link_up(l.id);
+    log::info("redis: {} {}{} ({} channels to subscribe)", l.ever_live ? "reconnected to" : "connected to",
+              l.endpoint.display(), l.replica ? " (replica)" : "", channels.size());
+    l.ever_live = true;
+    l.resynced = false;
     set_state(redis_status::resubscribing);
+    if (l.replica) send(l, command::readonly, {}, now);
     // With history, the marker channel first: batches of reads wait for it.
     if (_history) {
         history_link_up(channels);
-        send(command::marker, {_marker}, now);
+        send(l, command::marker, {_marker}, now);
     }
-    send_batched(command::subscribe, std::move(channels), now);
-    send(command::resync_ping, {}, now);
+    send_batched(l, command::subscribe, std::move(channels), now);
+    send(l, command::resync_ping, {}, now);
 }
 
-void redis_subscriber::disconnect(std::string_view why) noexcept {
+void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
     std::int64_t now = monotonic_ms();
-    bool was_live = _live_since_ms != 0;
+    bool was_live = l.live_since_ms != 0;
     if (was_live) {
-        log::warn("redis: connection to {} lost: {}; reconnecting", _cfg.redis.display(), why);
-        _metrics.subscribed_channels.set(0);
-        // Every shard's channels are unsubscribed now: streams that start meanwhile wait.
-        for (unsigned i = 0; i < _shards.size(); ++i)
-            notify(shard_mask{1} << i, channel_notice::link_down, {});
+        log::warn("redis: connection to {} lost: {}; reconnecting", l.endpoint.display(), why);
+        if (!_topology_link) {
+            // Every shard's channels are unsubscribed now: streams that start meanwhile wait.
+            for (unsigned i = 0; i < _shards.size(); ++i)
+                notify(shard_mask{1} << i, channel_notice::link_down, {});
+        }
     }
-    _ctx.reset();
-    _link = link_state::down;
-    _write_pending = false;
-    _fifo.clear();
-    _table.on_link_lost();
-    if (_history) history_link_lost();
+    l.ctx.reset();
+    l.state = link_state::down;
+    l.write_pending = false;
+    l.fifo.clear();
+    l.resynced = false;
+    if (!l.topology) {
+        l.subscribed = 0;
+        std::uint64_t subscribed = 0;
+        for (const auto& other : _links) subscribed += other->subscribed;
+        _metrics.subscribed_channels.set(subscribed);
+        auto confirmed = _table.on_link_lost(l.id);
+        if (_topology_link) {
+            // Only this node's channels wait; a lost node may be failing over.
+            for (const auto& [name, mask] : confirmed) notify(mask, channel_notice::unconfirmed, name);
+            refresh_topology("a node's link was lost");
+        }
+        if (_history) history_link_lost();
+    }
     set_state(redis_status::disconnected);
     // A link that lived a while is retried at once. One that died young, or never got
     // going (a Redis that accepts and then drops us: maxclients, protected mode, a
     // proxy, a bad password), keeps backing off with jitter, so that a fleet of servers
     // does not reconnect in lockstep.
-    if (was_live && now - _live_since_ms >= limits::redis_stable_link.count()) {
-        _backoff_ms = 0;
-        _next_attempt_ms = now;
+    if (was_live && now - l.live_since_ms >= limits::redis_stable_link.count()) {
+        l.backoff_ms = 0;
+        l.next_attempt_ms = now;
     } else {
         thread_local std::minstd_rand rng{std::random_device{}()};
-        _backoff_ms = _backoff_ms == 0
-                          ? limits::redis_backoff_min.count()
-                          : std::min<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_max.count());
-        std::int64_t delay = _backoff_ms + static_cast<std::int64_t>(rng() % (_backoff_ms / 2 + 1));
-        _next_attempt_ms = now + delay;
+        l.backoff_ms = l.backoff_ms == 0
+                           ? limits::redis_backoff_min.count()
+                           : std::min<std::int64_t>(l.backoff_ms * 2, limits::redis_backoff_max.count());
+        std::int64_t delay = l.backoff_ms + static_cast<std::int64_t>(rng() % (l.backoff_ms / 2 + 1));
+        l.next_attempt_ms = now + delay;
         if (!was_live) {
-            ++_failures;
-            if (_failures == 1 || _failures % 10 == 0)
+            ++l.failures;
+            if (l.failures == 1 || l.failures % 10 == 0)
                 log::warn("redis: cannot connect to {}: {} (attempt {}, next in {} ms)",
-                          _cfg.redis.display(), why, _failures, delay);
+                          l.endpoint.display(), why, l.failures, delay);
         }
     }
-    _live_since_ms = 0;
+    l.live_since_ms = 0;
 }
 
-// Every step of the link must complete in time: the connect, then the oldest unanswered
+// Every step of a link must complete in time: the connect, then the oldest unanswered
 // command (AUTH, a SUBSCRIBE, a PING). A link that misses its deadline is replaced.
-void redis_subscriber::check_deadlines(std::int64_t now) noexcept {
+void redis_subscriber::check_deadlines(node_link& l, std::int64_t now) noexcept {
     const std::int64_t limit = limits::redis_reply_timeout.count();
-    if (_link == link_state::connecting && now - _attempt_started_ms > limit) {
+    if (l.state == link_state::connecting && now - l.attempt_started_ms > limit) {
         _metrics.link_timeouts.bump();
-        disconnect(fmt::format("connect timed out after {} ms", limit));
-    } else if (_ctx && !_fifo.empty() && now - _fifo.front().sent_ms > limit) {
+        disconnect(l, fmt::format("connect timed out after {} ms", limit));
+    } else if (l.ctx && !l.fifo.empty() && now - l.fifo.front().sent_ms > limit) {
         _metrics.link_timeouts.bump();
-        disconnect(fmt::format("no reply within {} ms", limit));
+        disconnect(l, fmt::format("no reply within {} ms", limit));
     }
 }
 
 // ---- commands -----------------------------------------------------------------------
 
-void redis_subscriber::send(command::kind_t kind, std::vector<std::string> channels,
+void redis_subscriber::send(node_link& l, command::kind_t kind, std::vector<std::string> channels,
                             std::int64_t now) noexcept {
-    if (!_ctx) return;
+    if (!l.ctx) return;
+    const bool sharded = _cfg.sharded_pubsub();
     std::string_view verb;
+    std::string_view subverb;
     switch (kind) {
         case command::auth: verb = "AUTH"; break;
-        case command::subscribe:
+        case command::subscribe: verb = sharded ? "SSUBSCRIBE" : "SUBSCRIBE"; break;
         case command::marker: verb = "SUBSCRIBE"; break;
-        case command::unsubscribe: verb = "UNSUBSCRIBE"; break;
+        case command::unsubscribe: verb = sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE"; break;
         case command::ping:
         case command::resync_ping: verb = "PING"; break;
+        case command::readonly: verb = "READONLY"; break;
+        case command::cluster_shards:
+            verb = "CLUSTER";
+            subverb = "SHARDS";
+            break;
     }
     // The arguments as Redis sees them: channel names get the namespace, when there is one.
     const bool prefixed = !_cfg.namespace_prefix.empty() &&
@@ -269,92 +320,159 @@ void redis_subscriber::send(command::kind_t kind, std::vector<std::string> chann
     const auto& args = prefixed ? full : channels;
     std::vector<const char*> argv{verb.data()};
     std::vector<std::size_t> lens{verb.size()};
+    if (!subverb.empty()) {
+        argv.push_back(subverb.data());
+        lens.push_back(subverb.size());
+    }
     for (const auto& a : args) {
         argv.push_back(a.data());
         lens.push_back(a.size());
     }
-    if (redisAppendCommandArgv(_ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+    if (redisAppendCommandArgv(l.ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
         REDIS_OK) {
-        disconnect(_ctx->errstr);
+        disconnect(l, l.ctx->errstr);
         return;
     }
     // The FIFO keeps channel names only; AUTH's credentials are not kept.
     if (kind == command::auth) channels.clear();
-    _fifo.push_back(command{kind, std::move(channels), 0, now});
-    _write_pending = true;
+    l.fifo.push_back(command{kind, std::move(channels), 0, now});
+    l.write_pending = true;
 }
 
 // SUBSCRIBE or UNSUBSCRIBE `channels` in commands of at most limits::redis_subscribe_batch.
-void redis_subscriber::send_batched(command::kind_t kind, std::vector<std::string> channels,
+// Sharded pub/sub takes one slot per command (else CROSSSLOT): channels are grouped by slot.
+void redis_subscriber::send_batched(node_link& l, command::kind_t kind, std::vector<std::string> channels,
                                     std::int64_t now) noexcept {
+    if (_cfg.sharded_pubsub()) {
+        std::vector<std::pair<std::uint16_t, std::string>> by_slot;
+        by_slot.reserve(channels.size());
+        for (auto& c : channels) by_slot.emplace_back(key_slot(_cfg.namespace_prefix + c), std::move(c));
+        std::sort(by_slot.begin(), by_slot.end());
+        for (std::size_t i = 0; i < by_slot.size();) {
+            std::vector<std::string> batch;
+            const std::uint16_t slot = by_slot[i].first;
+            for (; i < by_slot.size() && by_slot[i].first == slot && batch.size() < limits::redis_subscribe_batch; ++i)
+                batch.push_back(std::move(by_slot[i].second));
+            send(l, kind, std::move(batch), now);
+        }
+        return;
+    }
     for (std::size_t i = 0; i < channels.size(); i += limits::redis_subscribe_batch) {
         auto end = std::min(channels.size(), i + limits::redis_subscribe_batch);
-        send(kind,
+        send(l, kind,
              {std::make_move_iterator(channels.begin() + i), std::make_move_iterator(channels.begin() + end)},
              now);
     }
 }
 
-// Writes what the socket takes now. The socket is non-blocking: the rest stays in
-// hiredis' buffer and goes out when poll reports the socket writable.
-void redis_subscriber::flush_writes() noexcept {
-    int done = 0;
-    if (redisBufferWrite(_ctx.get(), &done) != REDIS_OK) {
-        disconnect(_ctx->errstr);
+// Sends each channel's SUBSCRIBE or UNSUBSCRIBE on the link it lives on. An UNSUBSCRIBE
+// for a link that is down is answered at once: nothing is subscribed there.
+void redis_subscriber::send_on_links(command::kind_t kind, std::vector<std::string> channels,
+                                     std::int64_t now) noexcept {
+    if (channels.empty()) return;
+    if (!_topology_link) {
+        node_link& l = *_links.front();
+        if (l.state == link_state::live) {
+            send_batched(l, kind, std::move(channels), now);
+        } else if (kind == command::unsubscribe) {
+            for (const auto& c : channels) _table.on_unsubscribed(c);
+        }
         return;
     }
-    _write_pending = !done;
+    std::unordered_map<link_id, std::vector<std::string>> per_link;
+    for (auto& c : channels) {
+        const link_id id = _table.link_of(c);
+        per_link[id].push_back(std::move(c));
+    }
+    for (auto& [id, names] : per_link) {
+        node_link* l = find_link(id);
+        if (l && l->state == link_state::live) {
+            send_batched(*l, kind, std::move(names), now);
+        } else if (kind == command::unsubscribe) {
+            for (const auto& c : names) _table.on_unsubscribed(c, id);
+        }
+    }
+}
+
+// Writes what the socket takes now. The socket is non-blocking: the rest stays in
+// hiredis' buffer and goes out when poll reports the socket writable.
+void redis_subscriber::flush_writes(node_link& l) noexcept {
+    int done = 0;
+    if (redisBufferWrite(l.ctx.get(), &done) != REDIS_OK) {
+        disconnect(l, l.ctx->errstr);
+        return;
+    }
+    l.write_pending = !done;
 }
 
 // ---- replies ------------------------------------------------------------------------
 
-void redis_subscriber::read_replies(std::int64_t now) noexcept {
-    if (redisBufferRead(_ctx.get()) != REDIS_OK) {
-        disconnect(_ctx->errstr[0] ? _ctx->errstr : "connection closed");
+void redis_subscriber::read_replies(node_link& l, std::int64_t now) noexcept {
+    if (redisBufferRead(l.ctx.get()) != REDIS_OK) {
+        disconnect(l, l.ctx->errstr[0] ? l.ctx->errstr : "connection closed");
         return;
     }
-    while (_ctx) {
+    while (l.ctx) {
         void* raw = nullptr;
-        if (redisGetReplyFromReader(_ctx.get(), &raw) != REDIS_OK) {
-            disconnect("protocol error");
+        if (redisGetReplyFromReader(l.ctx.get(), &raw) != REDIS_OK) {
+            disconnect(l, "protocol error");
             return;
         }
         if (!raw) break;
         auto* reply = static_cast<redisReply*>(raw);
-        handle_reply(*reply, now);
+        handle_reply(l, *reply, now);
         freeReplyObject(reply);
     }
 }
 
-void redis_subscriber::handle_reply(const redisReply& r, std::int64_t now) noexcept {
-    // A message push is the only reply no command asked for.
-    if (r.type == REDIS_REPLY_ARRAY && r.elements == 3 && is_string(*r.element[0]) &&
-        str(*r.element[0]) == "message" && r.element[1]->type == REDIS_REPLY_STRING &&
-        r.element[2]->type == REDIS_REPLY_STRING) {
+void redis_subscriber::handle_reply(node_link& l, const redisReply& r, std::int64_t now) noexcept {
+    const bool triple = r.type == REDIS_REPLY_ARRAY && r.elements == 3 && is_string(*r.element[0]) &&
+                        r.element[1]->type == REDIS_REPLY_STRING;
+    // A message push is a reply no command asked for ("smessage" with sharded pub/sub).
+    if (triple && r.element[2]->type == REDIS_REPLY_STRING && !l.topology &&
+        str(*r.element[0]) == (_cfg.sharded_pubsub() ? "smessage" : "message")) {
         if (_history && str(*r.element[1]) == _marker) {
             on_marker(str(*r.element[2]));
             return;
         }
         _metrics.messages_in.bump();
-        route(str(*r.element[1]), str(*r.element[2]));
+        route(l.id, str(*r.element[1]), str(*r.element[2]));
         return;
     }
-    if (_fifo.empty()) {
-        disconnect("a reply that no command asked for");
+    // So is a node's own "sunsubscribe" (its slot migrated away); it looks exactly like the
+    // answer to an SUNSUBSCRIBE, which the FIFO's front would be expecting for that channel.
+    if (triple && _cfg.sharded_pubsub() && str(*r.element[0]) == "sunsubscribe") {
+        const std::string_view name = str(*r.element[1]);
+        const command* front = l.fifo.empty() ? nullptr : &l.fifo.front();
+        const bool ours = front && front->kind == command::unsubscribe &&
+                          front->answered < front->channels.size() &&
+                          name.size() == _cfg.namespace_prefix.size() + front->channels[front->answered].size() &&
+                          name.starts_with(_cfg.namespace_prefix) &&
+                          name.ends_with(front->channels[front->answered]);
+        if (!ours) {
+            if (r.element[2]->type == REDIS_REPLY_INTEGER)
+                l.subscribed = static_cast<std::uint64_t>(r.element[2]->integer);
+            if (name.starts_with(_cfg.namespace_prefix))
+                on_dropped(l, std::string(name.substr(_cfg.namespace_prefix.size())));
+            return;
+        }
+    }
+    if (l.fifo.empty()) {
+        disconnect(l, "a reply that no command asked for");
         return;
     }
-    answer_front(r, now);
+    answer_front(l, r, now);
 }
 
 // Matches `r` with the oldest unanswered command.
-void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexcept {
-    command& cmd = _fifo.front();
+void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int64_t now) noexcept {
+    command& cmd = l.fifo.front();
     if (r.type == REDIS_REPLY_ERROR) {
         command failed = std::move(cmd);
-        _fifo.pop_front();
+        l.fifo.pop_front();
         switch (failed.kind) {
             case command::auth:
-                disconnect(fmt::format("AUTH failed: {}", str(r)));
+                disconnect(l, fmt::format("AUTH failed: {}", str(r)));
                 return;
             case command::marker:
                 // History's reads can't be placed without it (see subscriber_history.cpp):
@@ -363,35 +481,36 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
                           "Redis is off until it is allowed", _marker, str(r));
                 return;
             case command::subscribe:
-                if (failed.channels.size() > 1) {
-                    // One forbidden channel fails the whole command and the error names
-                    // none of them: ask again one channel at a time.
-                    std::vector<std::string> retry;
-                    for (std::size_t i = failed.answered; i < failed.channels.size(); ++i)
-                        if (_table.on_batch_refused(failed.channels[i])) retry.push_back(failed.channels[i]);
-                    for (auto& c : retry) send(command::subscribe, {std::move(c)}, now);
-                } else if (!failed.channels.empty()) {
-                    const std::string& name = failed.channels.front();
-                    _metrics.channels_refused.bump();
-                    log::warn(_refused_log, now, "redis: SUBSCRIBE {}{} refused: {}", _cfg.namespace_prefix,
-                              name, str(r));
-                    notify(_table.on_refused(name), channel_notice::forbidden, name);
-                }
+                subscribe_refused(l, std::move(failed), str(r), now);
+                return;
+            case command::cluster_shards:
+                on_topology(r, now);
                 return;
             default:
-                // UNSUBSCRIBE and PING don't fail on a working link.
-                disconnect(fmt::format("unexpected error reply: {}", str(r)));
+                // UNSUBSCRIBE, PING and READONLY don't fail on a working link.
+                disconnect(l, fmt::format("unexpected error reply: {}", str(r)));
                 return;
         }
     }
     switch (cmd.kind) {
         case command::auth:
             if (r.type != REDIS_REPLY_STATUS) {
-                disconnect("unexpected reply to AUTH");
+                disconnect(l, "unexpected reply to AUTH");
                 return;
             }
-            _fifo.pop_front();
-            go_live(now);
+            l.fifo.pop_front();
+            go_live(l, now);
+            return;
+        case command::readonly:
+            if (r.type != REDIS_REPLY_STATUS) {
+                disconnect(l, "unexpected reply to READONLY");
+                return;
+            }
+            l.fifo.pop_front();
+            return;
+        case command::cluster_shards:
+            l.fifo.pop_front();
+            on_topology(r, now);
             return;
         case command::ping:
         case command::resync_ping: {
@@ -400,54 +519,94 @@ void redis_subscriber::answer_front(const redisReply& r, std::int64_t now) noexc
                         (r.type == REDIS_REPLY_ARRAY && r.elements >= 1 && is_string(*r.element[0]) &&
                          str(*r.element[0]) == "pong");
             if (!pong) {
-                disconnect("unexpected reply to PING");
+                disconnect(l, "unexpected reply to PING");
                 return;
             }
             bool resynced = cmd.kind == command::resync_ping;
-            _fifo.pop_front();
+            l.fifo.pop_front();
             if (resynced) {
+                l.resynced = true;
                 set_state(redis_status::ready);
-                log::info("redis: subscribed to {} channels", _metrics.subscribed_channels.get());
+                log::info("redis: subscribed to {} channels on {}", l.subscribed, l.endpoint.display());
             }
             return;
         }
         case command::marker:
             if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
                 str(*r.element[0]) != "subscribe") {
-                disconnect("unexpected reply to SUBSCRIBE");
+                disconnect(l, "unexpected reply to SUBSCRIBE");
                 return;
             }
-            _fifo.pop_front();
+            l.fifo.pop_front();
             _marker_ready = true;
             return;
         case command::subscribe:
         case command::unsubscribe: {
-            std::string_view kind = cmd.kind == command::subscribe ? "subscribe" : "unsubscribe";
+            const bool sharded = _cfg.sharded_pubsub();
+            std::string_view kind = cmd.kind == command::subscribe ? (sharded ? "ssubscribe" : "subscribe")
+                                                                   : (sharded ? "sunsubscribe" : "unsubscribe");
             if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
                 str(*r.element[0]) != kind || r.element[1]->type != REDIS_REPLY_STRING) {
-                disconnect(fmt::format("unexpected reply to {}", kind));
+                disconnect(l, fmt::format("unexpected reply to {}", kind));
                 return;
             }
-            if (r.element[2]->type == REDIS_REPLY_INTEGER)
-                _metrics.subscribed_channels.set(static_cast<std::uint64_t>(r.element[2]->integer));
+            if (r.element[2]->type == REDIS_REPLY_INTEGER) {
+                l.subscribed = static_cast<std::uint64_t>(r.element[2]->integer);
+                std::uint64_t subscribed = 0;
+                for (const auto& other : _links) subscribed += other->subscribed;
+                _metrics.subscribed_channels.set(subscribed);
+            }
             const std::string& name = cmd.channels[cmd.answered];
             if (cmd.kind == command::subscribe) {
                 if (_history) history_subscribed(name, now);
-                notify(_table.on_subscribed(name), channel_notice::ready, name);
+                notify(_table.on_subscribed(name, l.id), channel_notice::ready, name);
             } else
-                _table.on_unsubscribed(name);
-            if (++cmd.answered == cmd.channels.size()) _fifo.pop_front();
+                _table.on_unsubscribed(name, l.id);
+            if (++cmd.answered == cmd.channels.size()) l.fifo.pop_front();
             return;
         }
     }
 }
 
-void redis_subscriber::route(std::string_view channel, std::string_view payload) noexcept {
+// Redis refused an (S)SUBSCRIBE. On a cluster, a node that no longer serves the slot
+// answers MOVED (or TRYAGAIN, CLUSTERDOWN while it can't tell): the channels wait for the
+// topology to say where they live now. Otherwise an ACL forbids a channel.
+void redis_subscriber::subscribe_refused(node_link& l, command failed, std::string_view error,
+                                         std::int64_t now) noexcept {
+    if (_topology_link && (error.starts_with("MOVED") || error.starts_with("ASK") ||
+                           error.starts_with("TRYAGAIN") || error.starts_with("CLUSTERDOWN") ||
+                           error.starts_with("CROSSSLOT"))) {
+        log::warn(_moved_log, now, "redis: {} answered {} for {} channels; reading the topology again",
+                  l.endpoint.display(), error, failed.channels.size() - failed.answered);
+        for (std::size_t i = failed.answered; i < failed.channels.size(); ++i) on_dropped(l, failed.channels[i]);
+        return;
+    }
+    if (failed.channels.size() > 1) {
+        // One forbidden channel fails the whole command and the error names none of them:
+        // ask again one channel at a time.
+        std::vector<std::string> retry;
+        for (std::size_t i = failed.answered; i < failed.channels.size(); ++i)
+            if (_table.on_batch_refused(failed.channels[i], l.id)) retry.push_back(failed.channels[i]);
+        for (auto& c : retry) send(l, command::subscribe, {std::move(c)}, now);
+    } else if (!failed.channels.empty()) {
+        const std::string& name = failed.channels.front();
+        _metrics.channels_refused.bump();
+        log::warn(_refused_log, now, "redis: SUBSCRIBE {}{} refused: {}", _cfg.namespace_prefix, name, error);
+        notify(_table.on_refused(name, l.id), channel_notice::forbidden, name);
+    }
+}
+
+void redis_subscriber::route(link_id from, std::string_view channel, std::string_view payload) noexcept {
     if (!channel.starts_with(_cfg.namespace_prefix)) {
         _metrics.messages_unrouted.bump();
         return;
     }
     channel.remove_prefix(_cfg.namespace_prefix.size());
+    // On a cluster, a node the channel has moved away from may still deliver it for a while.
+    if (_topology_link && _table.link_of(channel) != from) {
+        _metrics.messages_unrouted.bump();
+        return;
+    }
     // A channel in its unsubscribe grace has no shard to deliver to, but its history window
     // must see every message, or a client back within the grace would be answered from a
     // window that lacks it.
@@ -507,14 +666,14 @@ void redis_subscriber::fan_out(std::string_view channel, shard_mask mask, const 
 
 void redis_subscriber::drain_control(std::int64_t now) noexcept {
     std::vector<std::string> to_subscribe;
-    const bool live = _link == link_state::live;
     for (unsigned i = 0; i < _shards.size(); ++i) {
         while (auto m = _shards[i].from_shard.try_pop()) {
             if (m->kind == control_message::unsubscribe) {
                 _table.unwant(m->channel, i, now);
                 continue;
             }
-            switch (_table.want(m->channel, i, live)) {
+            const link_id link = link_for(m->channel);
+            switch (_table.want(m->channel, i, link_live(link), link)) {
                 case subscription_table::want_result::pending: break;
                 case subscription_table::want_result::subscribe:
                     to_subscribe.push_back(std::move(m->channel));
@@ -529,7 +688,7 @@ void redis_subscriber::drain_control(std::int64_t now) noexcept {
             }
         }
     }
-    send_batched(command::subscribe, std::move(to_subscribe), now);
+    send_on_links(command::subscribe, std::move(to_subscribe), now);
 }
 
 void redis_subscriber::notify(shard_mask shards, channel_notice::kind_t kind,
@@ -562,9 +721,20 @@ void redis_subscriber::wake_shards() noexcept {
 }
 
 void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
-    short want = POLLIN;
-    if (_ctx && (_link == link_state::connecting || _write_pending)) want |= POLLOUT;
-    pollfd fds[2] = {{_wake.eventfd, POLLIN, 0}, {_ctx ? _ctx->fd : -1, want, 0}};
+    // The wake eventfd, then each link with a connection (the topology link last).
+    std::vector<node_link*> polled;
+    polled.reserve(_links.size() + 1);
+    for (auto& l : _links)
+        if (l->ctx) polled.push_back(l.get());
+    if (_topology_link && _topology_link->ctx) polled.push_back(_topology_link.get());
+    std::vector<pollfd> fds;
+    fds.reserve(polled.size() + 1);
+    fds.push_back({_wake.eventfd, POLLIN, 0});
+    for (node_link* l : polled) {
+        short want = POLLIN;
+        if (l->state == link_state::connecting || l->write_pending) want |= POLLOUT;
+        fds.push_back({l->ctx->fd, want, 0});
+    }
     // Raise the flag, then look at the queues once more: a shard that pushes after this
     // look sees the flag and writes the eventfd.
     _wake.flag.set_sleeping();
@@ -575,25 +745,33 @@ void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
         _wake.flag.clear();
         return;
     }
-    int n = ::poll(fds, 2, static_cast<int>(timeout_ms));
+    int n = ::poll(fds.data(), fds.size(), static_cast<int>(timeout_ms));
     _wake.flag.clear();
     if (n <= 0) return;
     if (fds[0].revents & POLLIN) {
         std::uint64_t v;
         [[maybe_unused]] auto r = ::read(_wake.eventfd, &v, sizeof v);
     }
-    if (!_ctx) return;
+    // Handling one link's replies may remove no link (links are removed only when a
+    // topology is applied, from the topology link, polled last) but may drop connections.
     std::int64_t now = monotonic_ms();
-    if (_link == link_state::connecting) {
-        if (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) on_connected(now);
-        return;
+    for (std::size_t i = 0; i < polled.size(); ++i) {
+        node_link& l = *polled[i];
+        const short ev = fds[i + 1].revents;
+        if (!l.ctx || l.ctx->fd != fds[i + 1].fd) continue;  // dropped meanwhile
+        if (l.state == link_state::connecting) {
+            if (ev & (POLLOUT | POLLERR | POLLHUP)) on_connected(l, now);
+            continue;
+        }
+        if (ev & (POLLIN | POLLHUP | POLLERR)) read_replies(l, now);
+        if (l.ctx && (ev & POLLOUT)) flush_writes(l);
     }
-    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) read_replies(now);
-    if (_ctx && (fds[1].revents & POLLOUT)) flush_writes();
     wake_shards();
 }
 
+// The single-Redis state; on a cluster update_cluster_state() sums the links up instead.
 void redis_subscriber::set_state(redis_status::state_t s) noexcept {
+    if (_topology_link) return;
     _status.state.store(s, std::memory_order_relaxed);
 }
 

@@ -3,10 +3,14 @@
 // Redis has confirmed (or refused) a channel, and turns each message into one shared SSE
 // frame routed to the shards that want its channel.
 //
-// The link is non-blocking from the TCP connect on: connect, AUTH and every command after
+// Each link is non-blocking from the TCP connect on: connect, AUTH and every command after
 // them must be answered within limits::redis_reply_timeout, and a PING goes out every
 // limits::redis_ping_interval, so a frozen Redis or a dead path is noticed in seconds
 // and the thread itself never blocks.
+//
+// With --redis there is one link. With --redis-cluster there is one link per node that
+// serves slots (SSUBSCRIBE, the channels of each slot on its node) or one link to one node
+// (classic SUBSCRIBE), and a command link that reads the topology (see subscriber_cluster.cpp).
 #pragma once
 
 #include <atomic>
@@ -25,6 +29,7 @@
 #include "core/metrics.h"
 #include "core/shard_link.h"
 #include "core/subscription_table.h"
+#include "redis/cluster_topology.h"
 #include "redis/history_reader.h"
 
 struct redisContext;
@@ -77,35 +82,64 @@ private:
     using context_ptr = std::unique_ptr<redisContext, context_deleter>;
 
     enum class link_state : std::uint8_t { down, connecting, authenticating, live };
+    using link_id = subscription_table::link_id;
 
-    // A command written (or queued for writing) on the link and not yet fully answered.
+    // A command written (or queued for writing) on a link and not yet fully answered.
     // Redis answers in order, so the FIFO's front owns the next reply that is not a
     // message push; an error reply (e.g. NOPERM, which names no channel) is matched the
     // same way.
     struct command {
-        enum kind_t : std::uint8_t { auth, subscribe, unsubscribe, ping, resync_ping, marker } kind;
+        enum kind_t : std::uint8_t {
+            auth, subscribe, unsubscribe, ping, resync_ping, marker, readonly, cluster_shards
+        } kind;
         std::vector<std::string> channels;  // local names (without the namespace)
         std::size_t answered = 0;           // per-channel replies seen so far
         std::int64_t sent_ms = 0;
     };
 
+    // One connection to one Redis node and the commands it has in flight.
+    struct node_link {
+        link_id id = 0;                 // the subscription table's name for it; never reused
+        redis_endpoint endpoint;        // where, with the credentials of --redis(-cluster)
+        bool replica = false;           // subscribes on a replica: READONLY first
+        bool topology = false;          // the cluster's command link: CLUSTER SHARDS only
+        context_ptr ctx;
+        link_state state = link_state::down;
+        bool ever_live = false;
+        bool write_pending = false;     // hiredis holds bytes the socket has not taken
+        bool resynced = false;          // what it held when it went live has been answered
+        std::int64_t attempt_started_ms = 0;
+        std::int64_t live_since_ms = 0; // 0 while the current connection has not gone live
+        std::int64_t next_attempt_ms = 0;
+        std::int64_t backoff_ms = 0;
+        unsigned failures = 0;
+        std::int64_t next_ping_ms = 0;
+        std::uint64_t subscribed = 0;   // channels Redis counts on this connection
+        std::deque<command> fifo;
+    };
+
     // Link lifecycle.
-    void start_connect(std::int64_t now) noexcept;
-    void on_connected(std::int64_t now) noexcept;
-    void go_live(std::int64_t now) noexcept;
-    void disconnect(std::string_view why) noexcept;
-    void check_deadlines(std::int64_t now) noexcept;
+    void start_connect(node_link& l, std::int64_t now) noexcept;
+    void on_connected(node_link& l, std::int64_t now) noexcept;
+    void go_live(node_link& l, std::int64_t now) noexcept;
+    void disconnect(node_link& l, std::string_view why) noexcept;
+    void check_deadlines(node_link& l, std::int64_t now) noexcept;
+    void link_turn(node_link& l, std::int64_t now) noexcept;
 
     // Commands.
-    void send(command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
-    void send_batched(command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
-    void flush_writes() noexcept;
+    void send(node_link& l, command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
+    void send_batched(node_link& l, command::kind_t kind, std::vector<std::string> channels,
+                      std::int64_t now) noexcept;
+    // Sends each channel's command on the link it lives on.
+    void send_on_links(command::kind_t kind, std::vector<std::string> channels, std::int64_t now) noexcept;
+    void flush_writes(node_link& l) noexcept;
 
     // Replies.
-    void read_replies(std::int64_t now) noexcept;
-    void handle_reply(const redisReply& r, std::int64_t now) noexcept;
-    void answer_front(const redisReply& r, std::int64_t now) noexcept;
-    void route(std::string_view channel, std::string_view payload) noexcept;
+    void read_replies(node_link& l, std::int64_t now) noexcept;
+    void handle_reply(node_link& l, const redisReply& r, std::int64_t now) noexcept;
+    void answer_front(node_link& l, const redisReply& r, std::int64_t now) noexcept;
+    void subscribe_refused(node_link& l, command failed, std::string_view error, std::int64_t now) noexcept;
+    void route(link_id from, std::string_view channel, std::string_view payload) noexcept;
     void fan_out(std::string_view channel, shard_mask mask, const frame_ref& f) noexcept;
     void fan_out(std::string_view channel, const frame_ref& f) noexcept {
         fan_out(channel, _table.shards_for(channel), f);
@@ -143,6 +177,18 @@ private:
     void history_subscribed(const std::string& channel, std::int64_t now) noexcept;
     void history_unsubscribed(std::span<const std::string> channels) noexcept;
 
+    // Cluster (subscriber_cluster.cpp).
+    [[nodiscard]] node_link* find_link(link_id id) noexcept;
+    [[nodiscard]] link_id link_for(std::string_view channel) const noexcept;
+    [[nodiscard]] bool link_live(link_id id) noexcept;
+    void topology_turn(std::int64_t now) noexcept;
+    void refresh_topology(std::string_view why) noexcept;
+    void on_topology(const redisReply& r, std::int64_t now) noexcept;
+    void apply_topology(cluster_topology t, std::int64_t now);
+    void on_dropped(node_link& l, const std::string& channel) noexcept;
+    void update_cluster_state() noexcept;
+    void publish_node_states() noexcept;
+
     // Shards.
     void drain_control(std::int64_t now) noexcept;
     void notify(shard_mask shards, channel_notice::kind_t kind, const std::string& channel) noexcept;
@@ -158,17 +204,23 @@ private:
     redis_status& _status;
     redis_metrics& _metrics;
 
-    context_ptr _ctx;
-    link_state _link = link_state::down;
-    bool _ever_live = false;
-    bool _write_pending = false;         // hiredis holds bytes the socket has not taken
-    std::int64_t _attempt_started_ms = 0;
-    std::int64_t _live_since_ms = 0;     // 0 while the current link has not gone live
-    std::int64_t _next_attempt_ms = 0;
-    std::int64_t _backoff_ms = 0;
-    unsigned _failures = 0;
-    std::int64_t _next_ping_ms = 0;
-    std::deque<command> _fifo;
+    // The subscriber links: one with --redis; on a cluster, one per node subscribed on.
+    std::vector<std::unique_ptr<node_link>> _links;
+    link_id _next_link = 1;
+
+    // Cluster only.
+    std::unique_ptr<node_link> _topology_link;  // reads CLUSTER SHARDS
+    std::size_t _next_seed = 0;                  // the next address the topology link tries
+    std::vector<redis_endpoint> _known_nodes;    // seeds, then every node of the last topology
+    std::optional<cluster_topology> _topology;
+    std::vector<link_id> _slot_links;            // per slot: the link serving it, or no_link
+    bool _refresh_wanted = false;                // read the topology again as soon as allowed
+    bool _unsettled = false;                     // a channel was dropped and waits for a refresh
+    std::int64_t _next_refresh_ms = 0;
+    std::int64_t _last_refresh_ms = 0;
+    std::string _classic_node;                   // classic pub/sub: the node subscribed on
+    std::vector<redis_node_state> _published_nodes;  // what /metrics was last given
+    log::limiter _moved_log;
 
     subscription_table _table;
     std::vector<std::deque<channel_notice>> _notice_backlog;  // per shard, when the queue is full

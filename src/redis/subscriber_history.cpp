@@ -262,7 +262,9 @@ void redis_subscriber::take_history_results(std::int64_t now) {
 // One batch in flight at a time: requests that come meanwhile share the next one, so a
 // storm of resumes costs reads per channel, not per client.
 void redis_subscriber::send_history_batch(std::int64_t now) {
-    if (_batch_token != 0 || !_marker_ready || _link != link_state::live || now < _next_batch_ms) return;
+    if (_batch_token != 0 || !_marker_ready || _links.front()->state != link_state::live ||
+        now < _next_batch_ms)
+        return;
     std::vector<history_read> reads;
     std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> index;  // channel -> reads[i]
     auto want = [&](const std::string& channel, stream_id from, bool catch_up) {

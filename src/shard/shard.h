@@ -168,6 +168,7 @@ private:
     void on_channel_ready(std::string_view name) noexcept;
     void on_channel_refused(const channel_notice& n) noexcept;
     void on_link_down() noexcept;
+    void unconfirm(channel_entry& entry) noexcept;
     void unjoin(const membership& m) noexcept;
     void drop_channel(connection& c, std::uint16_t k) noexcept;
     void leave_channels(connection& c) noexcept;

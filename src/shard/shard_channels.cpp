@@ -63,6 +63,9 @@ void shard::drain_notices() noexcept {
             case channel_notice::forbidden:
             case channel_notice::over_capacity: on_channel_refused(*n); break;
             case channel_notice::link_down: on_link_down(); break;
+            case channel_notice::unconfirmed:
+                if (channel_entry* entry = _channels.find(n->channel)) unconfirm(*entry);
+                break;
         }
     }
 }
@@ -119,14 +122,16 @@ void shard::on_channel_refused(const channel_notice& n) noexcept {
 // Redis has nothing subscribed until it confirms each channel again. Streams waiting to
 // register wait for those confirmations too.
 void shard::on_link_down() noexcept {
-    _channels.for_each([&](channel_entry& entry) {
-        if (!entry.ready) return;
-        entry.ready = false;
-        for (const subscriber& s : entry.subscribers) {
-            connection& c = _conns[s.conn];
-            if (c.state == conn_state::registering) ++c.unconfirmed;
-        }
-    });
+    _channels.for_each([&](channel_entry& entry) { unconfirm(entry); });
+}
+
+void shard::unconfirm(channel_entry& entry) noexcept {
+    if (!entry.ready) return;
+    entry.ready = false;
+    for (const subscriber& s : entry.subscribers) {
+        connection& c = _conns[s.conn];
+        if (c.state == conn_state::registering) ++c.unconfirmed;
+    }
 }
 
 // Takes `c` out of the channel of membership `m`: the registry's swap-remove re-points

@@ -151,3 +151,92 @@ TEST_CASE("subscription_table: past max_channels a new channel is refused, known
     t.on_unsubscribed("b");
     CHECK(t.want("c", 0, true) == want::subscribe);
 }
+
+// On a cluster each node has a link, and channels live on the link of their slot's node.
+
+TEST_CASE("subscription_table: one link lost leaves the channels of the others subscribed") {
+    subscription_table t(grace, 100);
+    REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
+    REQUIRE(t.want("b", 1, true, 2) == want::subscribe);
+    REQUIRE(t.on_subscribed("a", 1) == 0b01);
+    REQUIRE(t.on_subscribed("b", 2) == 0b10);
+    CHECK(t.load(1) == 1);
+    CHECK(t.load(2) == 1);
+
+    auto lost = t.on_link_lost(1);
+    REQUIRE(lost.size() == 1);
+    CHECK(lost[0] == std::pair<std::string, shard_mask>{"a", 0b01});
+    CHECK_FALSE(t.subscribed("a"));
+    CHECK(t.subscribed("b"));
+    CHECK(t.on_link_up(2).empty());  // nothing on link 2 needs subscribing
+    CHECK(t.on_link_up(1) == std::vector<std::string>{"a"});
+    CHECK(t.on_subscribed("a", 1) == 0b01);
+}
+
+TEST_CASE("subscription_table: answers from a link the channel no longer lives on change nothing") {
+    subscription_table t(grace, 100);
+    REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
+    // The topology moves it to link 2 before link 1 answered.
+    auto moved = t.place([](std::string_view) { return subscription_table::link_id{2}; });
+    CHECK(moved.size() == 1);
+    CHECK(t.link_of("a") == 2);
+    CHECK(t.on_subscribed("a", 1) == 0);
+    CHECK_FALSE(t.subscribed("a"));
+    CHECK(t.on_link_up(2) == std::vector<std::string>{"a"});
+    CHECK(t.on_subscribed("a", 2) == 0b1);
+    CHECK(t.subscribed("a"));
+    CHECK(t.load(1) == 0);
+    CHECK(t.load(2) == 1);
+}
+
+TEST_CASE("subscription_table: a wanted channel that moves is reported, an unwanted one forgotten") {
+    subscription_table t(grace, 100);
+    REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
+    REQUIRE(t.want("b", 1, true, 1) == want::subscribe);
+    REQUIRE(t.want("c", 0, true, 1) == want::subscribe);
+    REQUIRE(t.on_subscribed("a", 1) == 1);
+    REQUIRE(t.on_subscribed("b", 1) == 2);
+    REQUIRE(t.on_subscribed("c", 1) == 1);
+    t.unwant("b", 1, 0);  // in its grace period
+    auto moved = t.place([](std::string_view name) {
+        return name == "c" ? subscription_table::link_id{1} : subscription_table::link_id{3};
+    });
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].name == "a");
+    CHECK(moved[0].shards == 1);
+    CHECK(moved[0].from == 1);
+    CHECK(t.size() == 2);  // b is gone: unsubscribing it on its new node would be pointless
+    CHECK(t.expire(grace).empty());
+    CHECK(t.subscribed("c"));
+    CHECK(t.on_link_up(3) == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("subscription_table: a channel whose slot has no node waits, then is subscribed where it lands") {
+    subscription_table t(grace, 100);
+    CHECK(t.want("a", 0, false, subscription_table::no_link) == want::pending);
+    CHECK(t.load(subscription_table::no_link) == 1);
+    auto moved = t.place([](std::string_view) { return subscription_table::link_id{4}; });
+    CHECK(moved.size() == 1);
+    CHECK(t.load(subscription_table::no_link) == 0);
+    CHECK(t.on_link_up(4) == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("subscription_table: a node dropping a channel on its own unconfirms it until it is subscribed again") {
+    subscription_table t(grace, 100);
+    REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
+    REQUIRE(t.want("a", 2, true, 1) == want::pending);
+    REQUIRE(t.on_subscribed("a", 1) == 0b101);
+    CHECK(t.on_dropped("a", 2) == 0);  // another link: not its word
+    CHECK(t.subscribed("a"));
+    CHECK(t.on_dropped("a", 1) == 0b101);
+    CHECK_FALSE(t.subscribed("a"));
+    CHECK(t.want("a", 1, true, 1) == want::subscribe);  // a new want sends it again
+    CHECK(t.on_subscribed("a", 1) == 0b111);
+    // Dropped while nobody wants it: forgotten.
+    t.unwant("a", 0, 0);
+    t.unwant("a", 1, 0);
+    t.unwant("a", 2, 0);
+    CHECK(t.on_dropped("a", 1) == 0);
+    CHECK(t.size() == 0);
+    CHECK(t.load(1) == 0);
+}

@@ -173,7 +173,7 @@ jugglite_server::jugglite_server(std::vector<std::string> args, const std::strin
     if (nofile > 0)
         argv = {"/usr/bin/prlimit", "--nofile=" + std::to_string(nofile) + ":" + std::to_string(nofile),
                 jugglite_binary()};
-    if (!has("--redis")) argv.insert(argv.end(), {"--redis", redis_url});
+    if (!has("--redis") && !has("--redis-cluster")) argv.insert(argv.end(), {"--redis", redis_url});
     if (!has("--shards")) argv.insert(argv.end(), {"--shards", "2"});
     if (!has("--port") && !has("--socket")) {
         _port = free_port();

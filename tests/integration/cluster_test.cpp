@@ -1,0 +1,199 @@
+// Redis Cluster (--redis-cluster): a real 3-master, 3-replica cluster on local ports, two
+// jugglite nodes, sharded pub/sub across every master, a master killed, a slot moved.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+
+#include "support/cluster.h"
+#include "support/sse.h"
+
+using namespace test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The payloads of every data: line in `body`.
+std::multiset<std::string> payloads(const std::string& body) {
+    std::multiset<std::string> out;
+    std::size_t at = 0;
+    while ((at = body.find("data: ", at)) != std::string::npos) {
+        auto end = body.find('\n', at);
+        out.insert(body.substr(at + 6, end - at - 6));
+        at = end;
+    }
+    return out;
+}
+
+// Streams on one jugglite, each on a group of channels.
+struct streams {
+    std::vector<raw_client> clients;
+    std::vector<std::vector<std::string>> channels;  // per client
+
+    void open(int port, const std::vector<std::string>& all, std::size_t per_stream) {
+        for (std::size_t i = 0; i < all.size(); i += per_stream) {
+            std::vector<std::string> group(all.begin() + static_cast<long>(i),
+                                           all.begin() + static_cast<long>(std::min(all.size(), i + per_stream)));
+            std::string target = "/stream?channel=";
+            for (std::size_t k = 0; k < group.size(); ++k) target += (k ? "," : "") + group[k];
+            clients.push_back(open_stream(port, target));
+            channels.push_back(std::move(group));
+        }
+    }
+    [[nodiscard]] bool wants(const std::string& channel) const {
+        for (const auto& g : channels)
+            if (std::find(g.begin(), g.end(), channel) != g.end()) return true;
+        return false;
+    }
+    // Every stream received exactly "<round>:<channel>" for each of its channels in
+    // `published` (and what earlier rounds sent), nothing else; and none was closed.
+    void check_round(const std::string& round, const std::set<std::string>& published) {
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+            std::multiset<std::string> expect;
+            for (const auto& ch : channels[i])
+                if (published.count(ch)) expect.insert(round + ":" + ch);
+            auto& c = clients[i];
+            for (const auto& e : expect) CHECK_MESSAGE(c.read_until("data: " + e + "\n", 15s), e);
+            std::multiset<std::string> got;
+            for (const auto& p : payloads(c.body()))
+                if (p.starts_with(round + ":")) got.insert(p);
+            CHECK(got == expect);
+            CHECK_FALSE(c.closed());
+        }
+    }
+};
+
+// Publishes "<round>:<channel>" to each channel; returns the channels whose SPUBLISH
+// reached as many Redis subscribers as `nodes` says want it.
+std::set<std::string> publish_round(redis_cluster& cluster, const std::string& round,
+                                    const std::vector<std::string>& channels,
+                                    const std::vector<const streams*>& nodes) {
+    std::set<std::string> reached;
+    for (const auto& ch : channels) {
+        long long want = 0;
+        for (const auto* n : nodes) want += n->wants(ch) ? 1 : 0;
+        long long got = cluster.spublish(ch, round + ":" + ch);
+        CHECK_MESSAGE(got == want, ch);
+        if (got == want) reached.insert(ch);
+    }
+    return reached;
+}
+
+}  // namespace
+
+TEST_CASE("cluster: sharded pub/sub on every master reaches exactly its subscribers on two nodes") {
+    redis_cluster cluster;
+    const auto masters = cluster.masters();
+    REQUIRE(masters.size() == 3);
+
+    std::vector<std::string> channels;
+    std::map<int, int> per_master;
+    for (int i = 0; i < 200; ++i) {
+        channels.push_back("ch-" + std::to_string(i));
+        ++per_master[cluster.master_of(channels.back())];
+    }
+    for (int m : masters) CHECK(per_master[m] > 30);  // spread over all three
+
+    jugglite_server a({"--redis-cluster", cluster.seeds()});
+    jugglite_server b({"--redis-cluster", cluster.seeds(3)});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz") && answers_200(b.port(), "/healthz"); }));
+
+    // Node a streams all 200 channels, node b the first 100.
+    streams on_a, on_b;
+    on_a.open(a.port(), channels, 20);
+    on_b.open(b.port(), {channels.begin(), channels.begin() + 100}, 25);
+
+    auto reached = publish_round(cluster, "r1", channels, {&on_a, &on_b});
+    CHECK(reached.size() == channels.size());
+    on_a.check_round("r1", reached);
+    on_b.check_round("r1", reached);
+
+    // One subscriber connection per master on each node, and the channels where they live.
+    const std::string m = http_get(a.port(), "/metrics");
+    CHECK(metric_in(m, "jugglite_redis_cluster_slots") == 16384);
+    for (int master : masters) {
+        const std::string series = "jugglite_redis_node_channels{node=\"127.0.0.1:" + std::to_string(master) +
+                                   "\",role=\"master\"}";
+        CHECK(metric_in(m, series) == per_master[master]);
+    }
+    CHECK(metric_in(m, "jugglite_redis_subscribed_channels") == 200);
+}
+
+TEST_CASE("cluster: a master killed fails over and its channels' streams stay open and get messages again") {
+    redis_cluster cluster;
+    const auto masters = cluster.masters();
+    REQUIRE(masters.size() == 3);
+    const int victim = masters[0];
+
+    std::vector<std::string> channels, elsewhere;
+    for (int i = 0; i < 60; ++i) {
+        channels.push_back("fo-" + std::to_string(i));
+        if (cluster.master_of(channels.back()) != victim) elsewhere.push_back(channels.back());
+    }
+    REQUIRE(elsewhere.size() < channels.size());
+
+    // Node a needs the victim's slots, node b does not.
+    jugglite_server a({"--redis-cluster", cluster.seeds(6)});
+    jugglite_server b({"--redis-cluster", cluster.seeds(6)});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz") && answers_200(b.port(), "/healthz"); }));
+    streams on_a, on_b;
+    on_a.open(a.port(), channels, 10);
+    on_b.open(b.port(), elsewhere, 10);
+    auto reached = publish_round(cluster, "before", channels, {&on_a, &on_b});
+    on_a.check_round("before", reached);
+    on_b.check_round("before", reached);
+
+    const auto killed = std::chrono::steady_clock::now();
+    cluster.kill(victim);
+    // a knows at once that its link to the victim is gone.
+    CHECK(eventually([&] { return !answers_200(a.port(), "/healthz"); }, 5s));
+    // b needs nothing from the victim: it stays healthy throughout.
+    bool b_healthy = true;
+    const bool failed_over = eventually(
+        [&] {
+            b_healthy &= answers_200(b.port(), "/healthz");
+            return cluster.healthy() && answers_200(a.port(), "/healthz");
+        },
+        30s);
+    if (!failed_over)
+        MESSAGE("cluster healthy: " << cluster.healthy() << "\n" << cluster.command(masters[1], {"CLUSTER", "NODES"})
+                                    << cluster.command(masters[1], {"CLUSTER", "INFO"}) << "\nnode a's log:\n" << a.log());
+    REQUIRE(failed_over);
+    const auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+    MESSAGE("killed master 127.0.0.1:" << victim << "; node a healthy again after " << seconds << " s");
+    CHECK(seconds < 15);
+    CHECK(b_healthy);
+
+    reached = publish_round(cluster, "after", channels, {&on_a, &on_b});
+    CHECK(reached.size() == channels.size());
+    on_a.check_round("after", reached);
+    on_b.check_round("after", reached);
+    CHECK(metric(a.port(), "jugglite_redis_channels_moved_total") == static_cast<long long>(channels.size() - elsewhere.size()));
+}
+
+TEST_CASE("cluster: a slot moved to another master takes its subscriptions along, no stream closes") {
+    redis_cluster cluster;
+    const auto masters = cluster.masters();
+    REQUIRE(masters.size() == 3);
+
+    const std::string moving = "mv-0";
+    const int from = cluster.master_of(moving);
+    const int to = from == masters[0] ? masters[1] : masters[0];
+    jugglite_server a({"--redis-cluster", cluster.seeds()});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }));
+    streams on_a;
+    on_a.open(a.port(), {moving, "mv-1", "mv-2"}, 3);
+    auto reached = publish_round(cluster, "before", {moving, "mv-1", "mv-2"}, {&on_a});
+    on_a.check_round("before", reached);
+
+    const int slot = std::stoi(cluster.command(from, {"CLUSTER", "KEYSLOT", moving}));
+    cluster.move_slot(slot, to);
+    CHECK(cluster.master_of(moving) == to);
+    // The old owner unsubscribed us on its own; jugglite subscribes on the new one.
+    CHECK(eventually([&] { return cluster.spublish(moving, "probe") == 1; }, 10s));
+    reached = publish_round(cluster, "after", {moving, "mv-1", "mv-2"}, {&on_a});
+    CHECK(reached.size() == 3);
+    on_a.check_round("after", reached);
+    CHECK(metric(a.port(), "jugglite_redis_channels_dropped_by_redis_total") >= 1);
+}
