@@ -59,6 +59,7 @@ std::expected<cluster_node, std::string> parse_node(const redisReply& r, std::st
             n.master = text(v) == "master";
         } else if (key == "health") {
             n.online = text(v) == "online";
+            n.failed = text(v) == "fail" || text(v) == "failed";
         } else if (key == "replication-offset") {
             auto o = integer(v, "a node's replication-offset");
             if (!o) return std::unexpected(o.error());
@@ -120,7 +121,7 @@ const cluster_node* cluster_shard::replica() const noexcept {
     if (!master()) return nullptr;
     const cluster_node* best = nullptr;
     for (const auto& n : nodes)
-        if (!n.master && n.online && (!best || n.replication_offset > best->replication_offset)) best = &n;
+        if (!n.master && !n.failed && (!best || n.replication_offset > best->replication_offset)) best = &n;
     return best;
 }
 

@@ -22,6 +22,7 @@ struct cluster_node {
     std::uint16_t port = 0;
     bool master = false;
     bool online = false;  // health "online": not failed, not loading
+    bool failed = false;  // health "fail"/"failed": the cluster gave up on it
     std::int64_t replication_offset = 0;
 
     // host:port, the name jugglite gives the node in logs and metrics.
@@ -34,7 +35,10 @@ struct cluster_shard {
 
     // The node writes go to: the online master, else null (a failover is under way).
     [[nodiscard]] const cluster_node* master() const noexcept;
-    // The online replica of master() with the highest replication offset, else null.
+    // The replica of master() that has not failed with the highest replication offset, else
+    // null. Its health may say "loading" (CLUSTER SHARDS says so of a replica whose offset
+    // it saw as 0, as in a cluster that has had no writes yet): what the replica itself
+    // says (ROLE) decides whether it is read from.
     [[nodiscard]] const cluster_node* replica() const noexcept;
 };
 

@@ -67,7 +67,7 @@ redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shar
         _links.push_back(std::move(l));
     } else {
         _topology_link = std::make_unique<node_link>();
-        _topology_link->topology = true;
+        _topology_link->kind = node_link::topology;
         _known_nodes = cfg.cluster_seeds;
         _slot_links.assign(cluster_slots, subscription_table::no_link);
     }
@@ -110,6 +110,7 @@ void redis_subscriber::run() noexcept {
 // A subscriber link's turn: connect when due, PING when due, replace it when an answer
 // is late, write what is queued.
 void redis_subscriber::link_turn(node_link& l, std::int64_t now) noexcept {
+    if (l.checker) check_turn(*l.checker, now);
     if (l.state == link_state::down && now >= l.next_attempt_ms) start_connect(l, now);
     if (l.state == link_state::live && now >= l.next_ping_ms) {
         send(l, command::ping, {}, now);
@@ -198,10 +199,14 @@ void redis_subscriber::go_live(node_link& l, std::int64_t now) noexcept {
     l.live_since_ms = now;
     l.next_ping_ms = now + limits::redis_ping_interval.count();
     l.failures = 0;
-    if (l.topology) {
+    if (l.kind == node_link::topology) {
         log::info("redis: reading the cluster's topology from {}", l.endpoint.display());
         send(l, command::cluster_shards, {}, now);
         _last_refresh_ms = now;
+        return;
+    }
+    if (l.kind == node_link::role_check) {
+        send(l, command::role, {}, now);
         return;
     }
     if (l.ever_live) _metrics.reconnects.bump();
@@ -237,7 +242,10 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
     l.write_pending = false;
     l.fifo.clear();
     l.resynced = false;
-    if (!l.topology) {
+    if (l.kind == node_link::role_check) {
+        // Nobody can tell what the replica is doing: not fit to read from.
+        if (l.owner) set_fit(*l.owner, false, "its ROLE check link was lost");
+    } else if (l.kind == node_link::subscriber) {
         l.subscribed = 0;
         std::uint64_t subscribed = 0;
         for (const auto& other : _links) subscribed += other->subscribed;
@@ -304,6 +312,7 @@ void redis_subscriber::send(node_link& l, command::kind_t kind, std::vector<std:
         case command::ping:
         case command::resync_ping: verb = "PING"; break;
         case command::readonly: verb = "READONLY"; break;
+        case command::role: verb = "ROLE"; break;
         case command::cluster_shards:
             verb = "CLUSTER";
             subverb = "SHARDS";
@@ -429,7 +438,7 @@ void redis_subscriber::handle_reply(node_link& l, const redisReply& r, std::int6
     const bool triple = r.type == REDIS_REPLY_ARRAY && r.elements == 3 && is_string(*r.element[0]) &&
                         r.element[1]->type == REDIS_REPLY_STRING;
     // A message push is a reply no command asked for ("smessage" with sharded pub/sub).
-    if (triple && r.element[2]->type == REDIS_REPLY_STRING && !l.topology &&
+    if (triple && r.element[2]->type == REDIS_REPLY_STRING && l.kind == node_link::subscriber &&
         str(*r.element[0]) == (_cfg.sharded_pubsub() ? "smessage" : "message")) {
         if (_history && str(*r.element[1]) == _marker) {
             on_marker(str(*r.element[2]));
@@ -511,6 +520,10 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
         case command::cluster_shards:
             l.fifo.pop_front();
             on_topology(r, now);
+            return;
+        case command::role:
+            l.fifo.pop_front();
+            on_role(l, r);
             return;
         case command::ping:
         case command::resync_ping: {
@@ -724,8 +737,10 @@ void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
     // The wake eventfd, then each link with a connection (the topology link last).
     std::vector<node_link*> polled;
     polled.reserve(_links.size() + 1);
-    for (auto& l : _links)
+    for (auto& l : _links) {
         if (l->ctx) polled.push_back(l.get());
+        if (l->checker && l->checker->ctx) polled.push_back(l->checker.get());
+    }
     if (_topology_link && _topology_link->ctx) polled.push_back(_topology_link.get());
     std::vector<pollfd> fds;
     fds.reserve(polled.size() + 1);

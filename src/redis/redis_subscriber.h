@@ -90,7 +90,7 @@ private:
     // same way.
     struct command {
         enum kind_t : std::uint8_t {
-            auth, subscribe, unsubscribe, ping, resync_ping, marker, readonly, cluster_shards
+            auth, subscribe, unsubscribe, ping, resync_ping, marker, readonly, cluster_shards, role
         } kind;
         std::vector<std::string> channels;  // local names (without the namespace)
         std::size_t answered = 0;           // per-channel replies seen so far
@@ -99,10 +99,20 @@ private:
 
     // One connection to one Redis node and the commands it has in flight.
     struct node_link {
+        enum kind_t : std::uint8_t {
+            subscriber,  // (S)SUBSCRIBEs the channels that live on it
+            topology,    // the cluster's command link: CLUSTER SHARDS
+            role_check,  // a replica subscriber's command link: ROLE, every PING interval
+        } kind = subscriber;
         link_id id = 0;                 // the subscription table's name for it; never reused
         redis_endpoint endpoint;        // where, with the credentials of --redis(-cluster)
         bool replica = false;           // subscribes on a replica: READONLY first
-        bool topology = false;          // the cluster's command link: CLUSTER SHARDS only
+        // A replica subscriber: the master it must replicate from (host:port), whether its
+        // last ROLE said it does with the link up, and the command link that asks.
+        std::string expected_master;
+        bool fit = false;
+        std::unique_ptr<node_link> checker;
+        node_link* owner = nullptr;     // a role_check link's replica subscriber
         context_ptr ctx;
         link_state state = link_state::down;
         bool ever_live = false;
@@ -185,6 +195,11 @@ private:
     void refresh_topology(std::string_view why) noexcept;
     void on_topology(const redisReply& r, std::int64_t now) noexcept;
     void apply_topology(cluster_topology t, std::int64_t now);
+    void place_channels(std::int64_t now);
+    node_link& link_to(const cluster_node& n, std::vector<std::unique_ptr<node_link>>& kept);
+    void check_turn(node_link& replica, std::int64_t now) noexcept;
+    void on_role(node_link& checker, const redisReply& r) noexcept;
+    void set_fit(node_link& replica, bool fit, std::string_view why) noexcept;
     void on_dropped(node_link& l, const std::string& channel) noexcept;
     void update_cluster_state() noexcept;
     void publish_node_states() noexcept;
@@ -216,6 +231,7 @@ private:
     std::vector<link_id> _slot_links;            // per slot: the link serving it, or no_link
     bool _refresh_wanted = false;                // read the topology again as soon as allowed
     bool _unsettled = false;                     // a channel was dropped and waits for a refresh
+    bool _replace_wanted = false;                // a replica's fitness changed: place again
     std::int64_t _next_refresh_ms = 0;
     std::int64_t _last_refresh_ms = 0;
     std::string _classic_node;                   // classic pub/sub: the node subscribed on

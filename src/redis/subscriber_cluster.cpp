@@ -1,19 +1,24 @@
 // The redis thread on a Redis Cluster (--redis-cluster).
 //
 // A command link (the topology link) reads CLUSTER SHARDS from a seed, then from any node
-// it has learnt of, and keeps reading it: every limits::cluster_refresh_interval, and, at
-// most every limits::cluster_refresh_min, whenever something says it changed (a link lost,
-// a node's own sunsubscribe, a MOVED) until every channel is subscribed again.
+// it has learnt of, and keeps reading it: every limits::cluster_refresh_interval (a
+// replica re-pointed to another master sends no notice), and, at most every
+// limits::cluster_refresh_min, whenever something says it changed (a link lost, a node's
+// own sunsubscribe, a MOVED) until every channel is subscribed again.
 //
-// Each topology picks one node per shard that serves slots: its master, or with
-// --redis-read-from replica its most up-to-date online replica. Each picked node gets a
-// subscriber link; a channel lives on the link of its slot's node (with classic pub/sub,
-// every channel lives on one node's link, kept while that node stays online). A channel
-// whose node changed moves: the shards are told it is unconfirmed, and it is subscribed on
-// its new link. Links of nodes no longer picked are closed.
+// Each shard that serves slots gets a subscriber link to its master. With
+// --redis-read-from replica, to its most up-to-date online replica instead, while that
+// replica's ROLE (asked every second on a command link of its own) says it replicates from
+// that master with its link up; else to the master again. A channel lives on the link of
+// its slot's shard (with classic pub/sub, every channel lives on one node's link, kept
+// while that node stays online and reachable). A channel whose link changed moves: the
+// shards are told it is unconfirmed, and it is subscribed on its new link. Links no longer
+// needed are closed.
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+
+#include <fmt/format.h>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -66,6 +71,13 @@ void redis_subscriber::topology_turn(std::int64_t now) noexcept {
     }
     check_deadlines(t, now);
     if (t.ctx && t.state != link_state::connecting) flush_writes(t);
+    if (_replace_wanted) {
+        try {
+            place_channels(now);
+        } catch (const std::bad_alloc&) {
+            _replace_wanted = true;  // again next turn
+        }
+    }
 }
 
 void redis_subscriber::on_topology(const redisReply& r, std::int64_t now) noexcept {
@@ -87,61 +99,99 @@ void redis_subscriber::on_topology(const redisReply& r, std::int64_t now) noexce
 void redis_subscriber::apply_topology(cluster_topology t, std::int64_t now) {
     _metrics.topology_reads.bump();
     _metrics.cluster_slots.set(t.covered_slots());
-    const bool sharded = _cfg.sharded_pubsub();
+    _known_nodes = _cfg.cluster_seeds;
+    for (const auto& s : t.shards())
+        for (const auto& n : s.nodes) {
+            redis_endpoint ep = _cfg.redis;
+            ep.host = n.host;
+            ep.port = n.port;
+            _known_nodes.push_back(std::move(ep));
+        }
+    _topology = std::move(t);
+    _unsettled = false;
+    place_channels(now);
+}
 
-    // The node each shard's channels live on.
-    std::vector<const cluster_node*> picked(t.shards().size(), nullptr);
-    if (sharded) {
+// The link to `n`: one of `kept` already, else the existing one moved into `kept`, else a
+// new one.
+redis_subscriber::node_link& redis_subscriber::link_to(const cluster_node& n,
+                                                      std::vector<std::unique_ptr<node_link>>& kept) {
+    const std::string address = n.address();
+    auto match = [&](const std::unique_ptr<node_link>& l) {
+        return l && l->endpoint.display() == address && l->replica == !n.master;
+    };
+    if (auto it = std::find_if(kept.begin(), kept.end(), match); it != kept.end()) return **it;
+    if (auto old = std::find_if(_links.begin(), _links.end(), match); old != _links.end()) {
+        kept.push_back(std::move(*old));
+        return *kept.back();
+    }
+    auto fresh = std::make_unique<node_link>();
+    fresh->id = _next_link++;
+    fresh->endpoint = _cfg.redis;
+    fresh->endpoint.host = n.host;
+    fresh->endpoint.port = n.port;
+    fresh->replica = !n.master;
+    if (fresh->replica) {
+        fresh->checker = std::make_unique<node_link>();
+        fresh->checker->kind = node_link::role_check;
+        fresh->checker->endpoint = fresh->endpoint;
+        fresh->checker->owner = fresh.get();
+    }
+    log::info("redis: cluster node {} ({}) may serve channels", address, n.master ? "master" : "replica");
+    kept.push_back(std::move(fresh));
+    return *kept.back();
+}
+
+// Puts every channel on the link of the node that serves its slot now, from the last
+// topology read and, with --redis-read-from replica, what the replicas' ROLE says.
+void redis_subscriber::place_channels(std::int64_t now) {
+    _replace_wanted = false;
+    if (!_topology) return;
+    const cluster_topology& t = *_topology;
+
+    // The link each shard's channels live on.
+    std::vector<link_id> shard_links(t.shards().size(), subscription_table::no_link);
+    std::vector<std::unique_ptr<node_link>> kept;
+    if (_cfg.sharded_pubsub()) {
         for (std::size_t i = 0; i < t.shards().size(); ++i) {
             const cluster_shard& s = t.shards()[i];
-            if (s.slots.empty()) continue;
-            picked[i] = _cfg.read_from_replicas && s.replica() ? s.replica() : s.master();
+            const cluster_node* master = s.master();
+            if (s.slots.empty() || !master) continue;
+            if (_cfg.read_from_replicas) {
+                // The replica's link is kept while it is a candidate, so that its ROLE is
+                // known; its shard's channels live on it only while that says it is fit.
+                if (const cluster_node* replica = s.replica()) {
+                    node_link& r = link_to(*replica, kept);
+                    if (r.expected_master != master->address()) {
+                        r.expected_master = master->address();
+                        r.fit = false;  // until its ROLE names that master
+                    }
+                    if (r.fit) {
+                        shard_links[i] = r.id;
+                        continue;
+                    }
+                }
+            }
+            shard_links[i] = link_to(*master, kept).id;
         }
     } else {
-        // Classic pub/sub reaches every node: keep the node subscribed on while it is online.
-        const cluster_node* keep = nullptr;
-        const cluster_node* first = nullptr;
+        // Classic pub/sub reaches every node: keep the node subscribed on while it is online
+        // and its link is not failing to reconnect; else move to another online master.
+        const node_link* current = _links.empty() ? nullptr : _links.front().get();
+        const bool failing = current && current->state != link_state::live && current->failures > 0;
+        const cluster_node* same = nullptr;
+        const cluster_node* other = nullptr;
         for (const auto& s : t.shards())
             for (const auto& n : s.nodes) {
                 if (!n.online) continue;
-                if (n.address() == _classic_node) keep = &n;
-                if (!first && n.master) first = &n;
+                if (n.address() == _classic_node) same = &n;
+                else if (!other && n.master) other = &n;
             }
-        if (!keep) keep = first;
-        if (keep) {
+        if (const cluster_node* keep = same && !failing ? same : other ? other : same) {
             _classic_node = keep->address();
-            for (auto& p : picked) p = keep;
+            const link_id id = link_to(*keep, kept).id;
+            std::fill(shard_links.begin(), shard_links.end(), id);
         }
-    }
-
-    // A link per picked node; links of nodes no longer picked are closed.
-    std::vector<link_id> shard_links(picked.size(), subscription_table::no_link);
-    std::vector<std::unique_ptr<node_link>> kept;
-    for (std::size_t i = 0; i < picked.size(); ++i) {
-        const cluster_node* n = picked[i];
-        if (!n) continue;
-        const std::string address = n->address();
-        auto match = [&](const std::unique_ptr<node_link>& l) {
-            return l && l->endpoint.display() == address && l->replica == !n->master;
-        };
-        node_link* l = nullptr;
-        if (auto it = std::find_if(kept.begin(), kept.end(), match); it != kept.end()) {
-            l = it->get();
-        } else if (auto old = std::find_if(_links.begin(), _links.end(), match); old != _links.end()) {
-            kept.push_back(std::move(*old));
-            l = kept.back().get();
-        } else {
-            auto fresh = std::make_unique<node_link>();
-            fresh->id = _next_link++;
-            fresh->endpoint = _cfg.redis;
-            fresh->endpoint.host = n->host;
-            fresh->endpoint.port = n->port;
-            fresh->replica = !n->master;
-            log::info("redis: cluster node {} ({}) serves channels", address, n->master ? "master" : "replica");
-            kept.push_back(std::move(fresh));
-            l = kept.back().get();
-        }
-        shard_links[i] = l->id;
     }
     for (auto& old : _links) {
         if (!old) continue;
@@ -175,17 +225,55 @@ void redis_subscriber::apply_topology(cluster_topology t, std::int64_t now) {
         send_batched(*l, command::subscribe, std::move(channels), now);
         send(*l, command::resync_ping, {}, now);
     }
+}
 
-    _known_nodes = _cfg.cluster_seeds;
-    for (const auto& s : t.shards())
-        for (const auto& n : s.nodes) {
-            redis_endpoint ep = _cfg.redis;
-            ep.host = n.host;
-            ep.port = n.port;
-            _known_nodes.push_back(std::move(ep));
-        }
-    _topology = std::move(t);
-    _unsettled = false;
+// A replica's command link: ROLE every PING interval.
+void redis_subscriber::check_turn(node_link& c, std::int64_t now) noexcept {
+    if (c.state == link_state::down && now >= c.next_attempt_ms) start_connect(c, now);
+    if (c.state == link_state::live && c.fifo.empty() && now >= c.next_ping_ms) {
+        send(c, command::role, {}, now);
+        c.next_ping_ms = now + limits::redis_ping_interval.count();
+    }
+    check_deadlines(c, now);
+    if (c.ctx && c.state != link_state::connecting) flush_writes(c);
+}
+
+// ROLE on a replica: ["slave", master host, master port, link state, offset]. It is fit to
+// read from while it replicates from the master its shard names, with the link up: a
+// replica cut off from its master, or moved to another, goes quiet without an error.
+void redis_subscriber::on_role(node_link& c, const redisReply& r) noexcept {
+    if (!c.owner) return;
+    node_link& replica = *c.owner;
+    auto text = [](const redisReply& e) {
+        return e.type == REDIS_REPLY_STRING || e.type == REDIS_REPLY_STATUS
+                   ? std::string_view(e.str, static_cast<std::size_t>(e.len))
+                   : std::string_view{};
+    };
+    if (r.type != REDIS_REPLY_ARRAY || r.elements < 4 || text(*r.element[0]) != "slave") {
+        set_fit(replica, false, r.type == REDIS_REPLY_ERROR ? text(r) : "it is not a replica");
+        return;
+    }
+    const long long port = r.element[2]->type == REDIS_REPLY_INTEGER ? r.element[2]->integer : 0;
+    const std::string master = fmt::format("{}:{}", text(*r.element[1]), port);
+    const std::string_view state = text(*r.element[3]);
+    if (master != replica.expected_master)
+        set_fit(replica, false, fmt::format("it replicates from {}, not {}", master, replica.expected_master));
+    else if (state != "connected")
+        set_fit(replica, false, fmt::format("its link to {} is {}", master, state));
+    else
+        set_fit(replica, true, "");
+}
+
+void redis_subscriber::set_fit(node_link& replica, bool fit, std::string_view why) noexcept {
+    if (replica.fit == fit) return;
+    replica.fit = fit;
+    if (fit)
+        log::info("redis: replica {} replicates from {}: reading from it", replica.endpoint.display(),
+                  replica.expected_master);
+    else
+        log::warn("redis: replica {} is not fit to read from ({}); reading from its master",
+                  replica.endpoint.display(), why);
+    _replace_wanted = true;
 }
 
 // `l`'s node dropped `channel` on its own: its slot is elsewhere now.

@@ -93,3 +93,22 @@ TEST_CASE("render_prometheus: per-shard families carry a shard label, others are
         if (line.ends_with(" counter")) CHECK(line.find("_total counter") != std::string::npos);
     }
 }
+
+TEST_CASE("metrics: cluster nodes get a series each, and a selector sums those carrying its labels") {
+    std::vector<shard_metrics> shards(1);
+    redis_metrics redis;
+    metrics_view v{.shards = shards, .redis = &redis, .redis_ready = true};
+    CHECK(render_prometheus(v).find("jugglite_redis_node_up") == std::string::npos);  // one Redis
+    redis.nodes.set({{"10.0.0.1:7001", "master", true, 5}, {"10.0.0.2:7002", "replica", true, 7},
+                     {"10.0.0.3:7003", "replica", false, 0}});
+    const std::string text = render_prometheus(v);
+    INFO(text);
+    CHECK(text.find("jugglite_redis_node_up{node=\"10.0.0.3:7003\",role=\"replica\"} 0\n") != std::string::npos);
+    CHECK(test::metric_in(text, "jugglite_redis_node_channels") == 12);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_channels{role="replica"})") == 7);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_up{role="replica"})") == 1);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_channels{node="10.0.0.1:7001",role="master"})") == 5);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_channels{role="master",node="10.0.0.1:7001"})") == 5);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_channels{role="classic"})") == -1);
+    CHECK(test::metric_in(text, R"(jugglite_redis_node_channels{role="replic"})") == -1);
+}

@@ -197,3 +197,106 @@ TEST_CASE("cluster: a slot moved to another master takes its subscriptions along
     on_a.check_round("after", reached);
     CHECK(metric(a.port(), "jugglite_redis_channels_dropped_by_redis_total") >= 1);
 }
+
+TEST_CASE("cluster: classic pub/sub subscribes on one node and moves to another when it dies") {
+    redis_cluster cluster;
+    jugglite_server a({"--redis-cluster", cluster.seeds(6), "--redis-cluster-pubsub", "classic"});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }));
+    streams on_a;
+    on_a.open(a.port(), {"cl-1", "cl-2", "cl-3"}, 3);
+    auto& c = on_a.clients.front();
+    // PUBLISH on any node reaches every node's SUBSCRIBErs.
+    for (const auto& ch : on_a.channels.front()) cluster.publish(ch, "before:" + ch);
+    for (const auto& ch : on_a.channels.front()) CHECK(c.read_until("data: before:" + ch + "\n", 10s));
+
+    // The node it subscribes on, from /metrics.
+    const std::string m = http_get(a.port(), "/metrics");
+    int node = 0;
+    for (int p : cluster.ports())
+        if (metric_in(m, "jugglite_redis_node_up{node=\"127.0.0.1:" + std::to_string(p) + "\",role=\"classic\"}") == 1)
+            node = p;
+    REQUIRE(node != 0);
+    CHECK(metric_in(m, "jugglite_redis_node_channels") == 3);
+    cluster.kill(node);
+    CHECK(eventually([&] { return !answers_200(a.port(), "/healthz"); }, 5s));
+    // Another node is taken at once: no need to wait for the cluster's failover.
+    CHECK(eventually([&] { return answers_200(a.port(), "/healthz"); }, 10s));
+    CHECK(eventually([&] {
+        cluster.publish("cl-1", "probe");
+        return c.read_until("data: probe\n", 200ms);
+    }, 10s));
+    for (const auto& ch : on_a.channels.front()) cluster.publish(ch, "after:" + ch);
+    for (const auto& ch : on_a.channels.front()) CHECK(c.read_until("data: after:" + ch + "\n", 10s));
+    CHECK_FALSE(c.closed());
+}
+
+TEST_CASE("cluster: flags that don't go together are refused with a clear error") {
+    auto r = run_jugglite({"--redis", "redis://127.0.0.1:1", "--redis-cluster", "redis://127.0.0.1:2"});
+    CHECK(r.status != 0);
+    CHECK(r.output.find("--redis and --redis-cluster exclude each other") != std::string::npos);
+    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2/3"});
+    CHECK(r.output.find("a cluster has only database 0") != std::string::npos);
+    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--redis-cluster-pubsub", "fast"});
+    CHECK(r.output.find("--redis-cluster-pubsub must be sharded or classic (got fast)") != std::string::npos);
+    r = run_jugglite({"--redis-read-from", "replica"});
+    CHECK(r.output.find("need --redis-cluster") != std::string::npos);
+    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--redis-cluster-pubsub", "classic",
+                      "--redis-read-from", "replica"});
+    CHECK(r.output.find("--redis-read-from replica needs sharded pub/sub") != std::string::npos);
+    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--history"});
+    CHECK(r.output.find("--history does not run on --redis-cluster yet") != std::string::npos);
+}
+
+TEST_CASE("cluster: --redis-read-from replica subscribes on replicas, and on the master while one is cut off") {
+    redis_cluster cluster;
+    const auto masters = cluster.masters();
+    jugglite_server a({"--redis-cluster", cluster.seeds(6), "--redis-read-from", "replica"});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }));
+    std::vector<std::string> channels;
+    for (int i = 0; i < 30; ++i) channels.push_back("rr-" + std::to_string(i));
+    streams on_a;
+    on_a.open(a.port(), channels, 10);
+
+    // Every channel lives on a replica: SPUBLISH counts only the master's own subscribers.
+    auto replica_channels = [&] {
+        return metric_in(http_get(a.port(), "/metrics"), "jugglite_redis_node_channels{role=\"replica\"}");
+    };
+    if (!eventually([&] { return replica_channels() == 30; }))
+        MESSAGE(http_get(a.port(), "/metrics") << a.log());
+    REQUIRE(replica_channels() == 30);
+    for (const auto& ch : channels) CHECK(cluster.spublish(ch, "r1:" + ch) == 0);
+    on_a.check_round("r1", {channels.begin(), channels.end()});
+
+    // Cut one replica off its master: it can't authenticate to it any more.
+    const int master = cluster.master_of(channels[0]);
+    int replica = 0;
+    for (int p : cluster.ports()) {
+        const std::string info = cluster.command(p, {"INFO", "replication"});
+        if (info.find("role:slave") != std::string::npos &&
+            info.find("master_port:" + std::to_string(master) + "\r") != std::string::npos)
+            replica = p;
+    }
+    REQUIRE(replica != 0);
+    cluster.command(replica, {"CONFIG", "SET", "masterauth", "not-the-password"});
+    cluster.command(replica, {"CLIENT", "KILL", "TYPE", "master"});
+    // Its shard's channels go to the master; the other replicas keep theirs.
+    auto on_master = [&] {
+        return metric_in(http_get(a.port(), "/metrics"),
+                         "jugglite_redis_node_channels{node=\"127.0.0.1:" + std::to_string(master) +
+                             "\",role=\"master\"}");
+    };
+    REQUIRE(eventually([&] { return on_master() > 0; }, 10s));
+    CHECK(replica_channels() + on_master() == 30);
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }, 10s));
+    std::set<std::string> all(channels.begin(), channels.end());
+    for (const auto& ch : channels) cluster.spublish(ch, "r2:" + ch);
+    on_a.check_round("r2", all);
+
+    // Back in touch: the replica serves them again.
+    cluster.command(replica, {"CONFIG", "SET", "masterauth", ""});
+    REQUIRE(eventually([&] { return replica_channels() == 30; }, 15s));
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }, 10s));
+    for (const auto& ch : channels) CHECK(cluster.spublish(ch, "r3:" + ch) == 0);
+    on_a.check_round("r3", all);
+    (void)masters;
+}

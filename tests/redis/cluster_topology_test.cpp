@@ -93,15 +93,24 @@ TEST_CASE("cluster topology: a failed master leaves its slots without a master u
     CHECK(t->shard_for(std::uint16_t{42})->master()->port == 7004);
 }
 
-TEST_CASE("cluster topology: the most up-to-date online replica is read from") {
+TEST_CASE("cluster topology: the most up-to-date replica that has not failed is read from") {
     auto r = read_reply(array({
         array({bulk("slots"), array({num(0), num(16383)}), bulk("nodes"),
                array({node("a", 7001, "master", "online", 900), node("d", 7004, "replica", "online", 700),
-                      node("e", 7005, "replica", "online", 880), node("f", 7006, "replica", "loading", 899)})}),
+                      node("e", 7005, "replica", "online", 880), node("f", 7006, "replica", "failed", 899)})}),
     }));
     auto t = cluster_topology::parse(*r);
     REQUIRE(t);
     CHECK(t->shard_for(std::uint16_t{1})->replica()->port == 7005);
+
+    // A fresh cluster's replicas show as loading (offset 0): still candidates.
+    auto fresh = read_reply(array({
+        array({bulk("slots"), array({num(0), num(16383)}), bulk("nodes"),
+               array({node("a", 7001, "master", "online", 0), node("d", 7004, "replica", "loading", 0)})}),
+    }));
+    t = cluster_topology::parse(*fresh);
+    REQUIRE(t);
+    CHECK(t->shard_for(std::uint16_t{1})->replica()->port == 7004);
 }
 
 TEST_CASE("cluster topology: slots in several ranges, as strings, and a shard with none") {
