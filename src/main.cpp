@@ -1,5 +1,6 @@
 // jugglite: flags -> config, start the shards and the Redis subscriber, wait for a signal.
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -452,11 +453,13 @@ int serve(const config& cfg) {
                          cfg.history_enabled ? &history : nullptr,
                          cfg.history_enabled ? &history_counters : nullptr);
     std::thread redis_thread([&sub] { sub.run(); });
+    pthread_setname_np(redis_thread.native_handle(), "jugglite-redis");
     std::optional<history_reader> reader;
     std::thread history_thread;
     if (cfg.history_enabled) {
         reader.emplace(cfg, history, stop, history_counters);
         history_thread = std::thread([&reader] { reader->run(); });
+        pthread_setname_np(history_thread.native_handle(), "jugglite-hist");
     }
     // The events thread outlives the shards: it publishes their shutdown unregisters.
     std::atomic<bool> events_stop{false};
@@ -466,12 +469,14 @@ int serve(const config& cfg) {
         events.emplace(cfg, (*shards)->links(), events_wake, events_stop, event_counters,
                        (*shards)->metrics());
         events_thread = std::thread([&events] { run_in_background([&] { events->run(); }); });
+        pthread_setname_np(events_thread.native_handle(), "jugglite-events");
     }
     std::optional<auth_client> auth;
     std::thread auth_thread;
     if (cfg.auth_url) {
         auth.emplace(cfg, (*shards)->links(), auth_wake, stop, auth_counters);
         auth_thread = std::thread([&auth] { run_in_background([&] { auth->run(); }); });
+        pthread_setname_np(auth_thread.native_handle(), "jugglite-auth");
     }
 
     int sig = 0;

@@ -81,10 +81,11 @@ def resp(*args):
 
 
 class Redis:
-    """A redis-server on a free port; `extra` are more of its arguments (ACL users...)."""
+    """A redis-server on a free port (or `port`); `extra` are more of its arguments (ACL
+    users...)."""
 
-    def __init__(self, extra=()):
-        self.port = free_port()
+    def __init__(self, extra=(), port=None):
+        self.port = port or free_port()
         self.dir = tempfile.mkdtemp(dir=WORK)
         self.extra = list(extra)
         self.proc = None
@@ -144,17 +145,19 @@ class Redis:
 
 
 class Jugglite:
-    """A jugglite on a free port against `redis`. `binary` defaults to the Release build;
-    `redis_url` to `redis` without credentials; `nofile` runs it under that RLIMIT_NOFILE.
-    It waits until /readyz is 200, or with ready=False only until the port answers."""
+    """A jugglite on a free port against `redis` (None: the flags name it). `binary` defaults
+    to the Release build; `redis_url` to `redis` without credentials; `nofile` runs it under
+    that RLIMIT_NOFILE. It waits until /readyz is 200, or with ready=False only until the
+    port answers."""
 
     def __init__(self, redis, *flags, shards=2, binary=None, redis_url=None, nofile=None,
                  ready=True):
         self.port = free_port()
         self.binary = binary or os.path.join(ROOT, "build/release/jugglite")
-        argv = [self.binary, "--port", str(self.port), "--address", "127.0.0.1",
-                "--redis", redis_url or f"redis://127.0.0.1:{redis.port}", "--shards", str(shards),
-                *map(str, flags)]
+        # Without `redis`, the flags say where Redis is (--redis-cluster).
+        where = [] if redis is None else ["--redis", redis_url or f"redis://127.0.0.1:{redis.port}"]
+        argv = [self.binary, "--port", str(self.port), "--address", "127.0.0.1", *where,
+                "--shards", str(shards), *map(str, flags)]
         if nofile:
             argv = ["prlimit", f"--nofile={nofile}:{nofile}", *argv]
         self.proc = spawn(argv, f"jugglite-{self.port}.log")

@@ -83,12 +83,14 @@ public:
 
     // A new topology: `place(name)` gives the link each channel lives on now. A channel
     // that moves is unsubscribed as far as its new link goes (on_link_up() subscribes it
-    // there), and one nobody wants any more is forgotten. Returns the wanted channels that
-    // moved, with the shards that want them and the link they left.
+    // there), and one nobody wants any more is forgotten. Returns the channels that moved:
+    // the shards that want them (0: forgotten), the link they left, and whether a SUBSCRIBE
+    // was the last word on it there (the caller may unsubscribe it there).
     struct moved_channel {
         std::string name;
         shard_mask shards;
         link_id from;
+        bool subscribed_there;
     };
     template <class Place>
     std::vector<moved_channel> place(Place&& place);
@@ -141,7 +143,7 @@ std::vector<subscription_table::moved_channel> subscription_table::place(Place&&
             ++it;
             continue;
         }
-        if (c.shards != 0) moved.push_back({it->first, c.shards, c.link});
+        moved.push_back({it->first, c.shards, c.link, c.last == told::subscribe});
         relink(c, to);
         it = c.shards == 0 ? erase(it) : std::next(it);
     }

@@ -74,6 +74,7 @@ std::expected<cluster_node, std::string> parse_node(const redisReply& r, std::st
     // own address (it answers as the node queried).
     n.host = !endpoint.empty() && endpoint != "?" ? endpoint : !ip.empty() ? ip : std::string(queried_host);
     if (n.host.empty()) return std::unexpected(fmt::format("node {} has no address", n.id));
+    n.ip = ip.empty() ? n.host : ip;
     return n;
 }
 

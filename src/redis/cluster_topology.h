@@ -19,6 +19,7 @@ namespace jugglite {
 struct cluster_node {
     std::string id;
     std::string host;  // the node's endpoint (cluster-preferred-endpoint-type), else its ip
+    std::string ip;    // its ip (what a replica's ROLE names its master by), else host
     std::uint16_t port = 0;
     bool master = false;
     bool online = false;  // health "online": not failed, not loading

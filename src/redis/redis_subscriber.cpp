@@ -242,6 +242,7 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
     l.write_pending = false;
     l.fifo.clear();
     l.resynced = false;
+    l.resyncs_pending = 0;
     if (l.kind == node_link::role_check) {
         // Nobody can tell what the replica is doing: not fit to read from.
         if (l.owner) set_fit(*l.owner, false, "its ROLE check link was lost");
@@ -344,6 +345,10 @@ void redis_subscriber::send(node_link& l, command::kind_t kind, std::vector<std:
     }
     // The FIFO keeps channel names only; AUTH's credentials are not kept.
     if (kind == command::auth) channels.clear();
+    if (kind == command::resync_ping) {
+        ++l.resyncs_pending;
+        l.resynced = false;
+    }
     l.fifo.push_back(command{kind, std::move(channels), 0, now});
     l.write_pending = true;
 }
@@ -495,6 +500,20 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             case command::cluster_shards:
                 on_topology(r, now);
                 return;
+            case command::role:
+                on_role(l, r);
+                return;
+            case command::unsubscribe:
+                // A node that no longer serves the slot redirects the SUNSUBSCRIBE (it has
+                // dropped the channel on its own already): nothing is subscribed there.
+                if (_topology_link && (str(r).starts_with("MOVED") || str(r).starts_with("ASK") ||
+                                       str(r).starts_with("CLUSTERDOWN") || str(r).starts_with("TRYAGAIN"))) {
+                    for (std::size_t i = failed.answered; i < failed.channels.size(); ++i)
+                        _table.on_unsubscribed(failed.channels[i], l.id);
+                    return;
+                }
+                disconnect(l, fmt::format("unexpected error reply: {}", str(r)));
+                return;
             default:
                 // UNSUBSCRIBE, PING and READONLY don't fail on a working link.
                 disconnect(l, fmt::format("unexpected error reply: {}", str(r)));
@@ -537,7 +556,7 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             }
             bool resynced = cmd.kind == command::resync_ping;
             l.fifo.pop_front();
-            if (resynced) {
+            if (resynced && l.resyncs_pending > 0 && --l.resyncs_pending == 0) {
                 l.resynced = true;
                 set_state(redis_status::ready);
                 log::info("redis: subscribed to {} channels on {}", l.subscribed, l.endpoint.display());
@@ -561,6 +580,15 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
                 str(*r.element[0]) != kind || r.element[1]->type != REDIS_REPLY_STRING) {
                 disconnect(l, fmt::format("unexpected reply to {}", kind));
+                return;
+            }
+            // Each reply names its channel. Another name means the replies and the commands
+            // no longer line up (a node's own sunsubscribe taken for the answer to ours, and
+            // then a redirect for ours): start the link afresh rather than mislabel channels.
+            if (const std::string_view named = str(*r.element[1]);
+                named.size() != _cfg.namespace_prefix.size() + cmd.channels[cmd.answered].size() ||
+                !named.starts_with(_cfg.namespace_prefix) || !named.ends_with(cmd.channels[cmd.answered])) {
+                disconnect(l, fmt::format("reply to {} names {}, not {}", kind, named, cmd.channels[cmd.answered]));
                 return;
             }
             if (r.element[2]->type == REDIS_REPLY_INTEGER) {

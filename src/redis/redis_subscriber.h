@@ -117,7 +117,8 @@ private:
         link_state state = link_state::down;
         bool ever_live = false;
         bool write_pending = false;     // hiredis holds bytes the socket has not taken
-        bool resynced = false;          // what it held when it went live has been answered
+        bool resynced = false;          // every resync PING sent has been answered
+        unsigned resyncs_pending = 0;   // resync PINGs not yet answered
         std::int64_t attempt_started_ms = 0;
         std::int64_t live_since_ms = 0; // 0 while the current connection has not gone live
         std::int64_t next_attempt_ms = 0;
@@ -196,7 +197,8 @@ private:
     void on_topology(const redisReply& r, std::int64_t now) noexcept;
     void apply_topology(cluster_topology t, std::int64_t now);
     void place_channels(std::int64_t now);
-    node_link& link_to(const cluster_node& n, std::vector<std::unique_ptr<node_link>>& kept);
+    [[nodiscard]] node_link* existing_link(const cluster_node& n) noexcept;
+    [[nodiscard]] std::unique_ptr<node_link> new_link(const cluster_node& n);
     void check_turn(node_link& replica, std::int64_t now) noexcept;
     void on_role(node_link& checker, const redisReply& r) noexcept;
     void set_fit(node_link& replica, bool fit, std::string_view why) noexcept;
@@ -232,6 +234,7 @@ private:
     bool _refresh_wanted = false;                // read the topology again as soon as allowed
     bool _unsettled = false;                     // a channel was dropped and waits for a refresh
     bool _replace_wanted = false;                // a replica's fitness changed: place again
+    unsigned _unplaced_reads = 0;                // topologies in a row that left channels without a node
     std::int64_t _next_refresh_ms = 0;
     std::int64_t _last_refresh_ms = 0;
     std::string _classic_node;                   // classic pub/sub: the node subscribed on

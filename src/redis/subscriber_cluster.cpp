@@ -17,6 +17,7 @@
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -89,10 +90,24 @@ void redis_subscriber::on_topology(const redisReply& r, std::int64_t now) noexce
         disconnect(t, topology.error());
         return;
     }
+    // A node that knows of no slot (a fresh node, one that lost its nodes.conf) would
+    // unplace every channel: ask another.
+    if (topology->covered_slots() == 0) {
+        disconnect(t, "it knows of no slot served");
+        return;
+    }
     try {
         apply_topology(std::move(*topology), now);
     } catch (const std::bad_alloc&) {
         disconnect(t, "out of memory applying the topology");
+        return;
+    }
+    // Channels left without a node read after read: this node's view may be the odd one
+    // (a minority partition): ask another.
+    _unplaced_reads = _table.load(subscription_table::no_link) > 0 ? _unplaced_reads + 1 : 0;
+    if (_unplaced_reads >= 3) {
+        _unplaced_reads = 0;
+        disconnect(t, "channels have no node in its view");
     }
 }
 
@@ -112,34 +127,29 @@ void redis_subscriber::apply_topology(cluster_topology t, std::int64_t now) {
     place_channels(now);
 }
 
-// The link to `n`: one of `kept` already, else the existing one moved into `kept`, else a
-// new one.
-redis_subscriber::node_link& redis_subscriber::link_to(const cluster_node& n,
-                                                      std::vector<std::unique_ptr<node_link>>& kept) {
-    const std::string address = n.address();
-    auto match = [&](const std::unique_ptr<node_link>& l) {
-        return l && l->endpoint.display() == address && l->replica == !n.master;
-    };
-    if (auto it = std::find_if(kept.begin(), kept.end(), match); it != kept.end()) return **it;
-    if (auto old = std::find_if(_links.begin(), _links.end(), match); old != _links.end()) {
-        kept.push_back(std::move(*old));
-        return *kept.back();
+// The link to `n` among `links` (the current ones), or null.
+redis_subscriber::node_link* redis_subscriber::existing_link(const cluster_node& n) noexcept {
+    for (auto& l : _links)
+        if (l->endpoint.host == n.host && l->endpoint.port == n.port && l->replica == !n.master) return l.get();
+    return nullptr;
+}
+
+std::unique_ptr<redis_subscriber::node_link> redis_subscriber::new_link(const cluster_node& n) {
+    auto l = std::make_unique<node_link>();
+    l->id = _next_link++;
+    l->endpoint = _cfg.redis;
+    l->endpoint.host = n.host;
+    l->endpoint.port = n.port;
+    l->replica = !n.master;
+    if (l->replica && _cfg.sharded_pubsub() && _cfg.read_from_replicas) {
+        l->checker = std::make_unique<node_link>();
+        l->checker->kind = node_link::role_check;
+        l->checker->endpoint = l->endpoint;
+        l->checker->owner = l.get();
     }
-    auto fresh = std::make_unique<node_link>();
-    fresh->id = _next_link++;
-    fresh->endpoint = _cfg.redis;
-    fresh->endpoint.host = n.host;
-    fresh->endpoint.port = n.port;
-    fresh->replica = !n.master;
-    if (fresh->replica) {
-        fresh->checker = std::make_unique<node_link>();
-        fresh->checker->kind = node_link::role_check;
-        fresh->checker->endpoint = fresh->endpoint;
-        fresh->checker->owner = fresh.get();
-    }
-    log::info("redis: cluster node {} ({}) may serve channels", address, n.master ? "master" : "replica");
-    kept.push_back(std::move(fresh));
-    return *kept.back();
+    log::info("redis: cluster node {} ({}) may serve channels", l->endpoint.display(),
+              n.master ? "master" : "replica");
+    return l;
 }
 
 // Puts every channel on the link of the node that serves its slot now, from the last
@@ -149,30 +159,28 @@ void redis_subscriber::place_channels(std::int64_t now) {
     if (!_topology) return;
     const cluster_topology& t = *_topology;
 
-    // The link each shard's channels live on.
-    std::vector<link_id> shard_links(t.shards().size(), subscription_table::no_link);
-    std::vector<std::unique_ptr<node_link>> kept;
+    // First what each shard's channels live on, as nodes; nothing changes until every
+    // allocation is done, so that running out of memory leaves the links as they were.
+    std::vector<const cluster_node*> picked(t.shards().size(), nullptr);
     if (_cfg.sharded_pubsub()) {
         for (std::size_t i = 0; i < t.shards().size(); ++i) {
             const cluster_shard& s = t.shards()[i];
             const cluster_node* master = s.master();
             if (s.slots.empty() || !master) continue;
-            if (_cfg.read_from_replicas) {
-                // The replica's link is kept while it is a candidate, so that its ROLE is
-                // known; its shard's channels live on it only while that says it is fit.
-                if (const cluster_node* replica = s.replica()) {
-                    node_link& r = link_to(*replica, kept);
-                    if (r.expected_master != master->address()) {
-                        r.expected_master = master->address();
-                        r.fit = false;  // until its ROLE names that master
-                    }
-                    if (r.fit) {
-                        shard_links[i] = r.id;
-                        continue;
-                    }
-                }
+            picked[i] = master;
+            if (!_cfg.read_from_replicas) continue;
+            // The replica read from so far stays while it has not failed (which replica is
+            // ahead under writes is close to random); else the most up-to-date one. Its
+            // link is kept while it is a candidate, so that its ROLE is known, and the
+            // shard's channels live on it only while that says it is fit.
+            const cluster_node* replica = nullptr;
+            for (const auto& n : s.nodes) {
+                const node_link* l = n.master || n.failed ? nullptr : existing_link(n);
+                if (l && l->fit && l->expected_master == fmt::format("{}:{}", master->ip, master->port))
+                    replica = &n;
             }
-            shard_links[i] = link_to(*master, kept).id;
+            if (!replica) replica = s.replica();
+            if (replica) picked[i] = replica;
         }
     } else {
         // Classic pub/sub reaches every node: keep the node subscribed on while it is online
@@ -189,39 +197,84 @@ void redis_subscriber::place_channels(std::int64_t now) {
             }
         if (const cluster_node* keep = same && !failing ? same : other ? other : same) {
             _classic_node = keep->address();
-            const link_id id = link_to(*keep, kept).id;
-            std::fill(shard_links.begin(), shard_links.end(), id);
+            std::fill(picked.begin(), picked.end(), keep);
         }
     }
-    for (auto& old : _links) {
-        if (!old) continue;
+
+    // The links those nodes need, existing or new; a replica not fit yet sends its shard's
+    // channels to the master meanwhile.
+    std::vector<std::unique_ptr<node_link>> fresh;
+    std::vector<node_link*> needed;
+    auto link_of_node = [&](const cluster_node& n) -> node_link* {
+        if (node_link* l = existing_link(n)) return l;
+        for (auto& f : fresh)
+            if (f->endpoint.host == n.host && f->endpoint.port == n.port && f->replica == !n.master) return f.get();
+        fresh.push_back(new_link(n));
+        return fresh.back().get();
+    };
+    std::vector<link_id> shard_links(picked.size(), subscription_table::no_link);
+    for (std::size_t i = 0; i < picked.size(); ++i) {
+        if (!picked[i]) continue;
+        node_link* l = link_of_node(*picked[i]);
+        needed.push_back(l);
+        if (l->replica && _cfg.sharded_pubsub()) {
+            const cluster_node* master = t.shards()[i].master();
+            const std::string expected = fmt::format("{}:{}", master->ip, master->port);
+            if (l->expected_master != expected) {
+                l->expected_master = expected;
+                l->fit = false;  // until its ROLE names that master
+            }
+            if (!l->fit) {
+                l = link_of_node(*master);
+                needed.push_back(l);
+            }
+        }
+        shard_links[i] = l->id;
+    }
+    std::vector<std::unique_ptr<node_link>> next;
+    next.reserve(needed.size());
+    std::vector<std::unique_ptr<node_link>> retired;
+    retired.reserve(_links.size());
+
+    // Commit: from here on nothing allocates but the table's own work.
+    for (auto& l : _links) {
+        if (std::find(needed.begin(), needed.end(), l.get()) != needed.end()) next.push_back(std::move(l));
+        else retired.push_back(std::move(l));
+    }
+    for (auto& f : fresh)
+        if (std::find(needed.begin(), needed.end(), f.get()) != needed.end()) next.push_back(std::move(f));
+    _links = std::move(next);
+    for (auto& old : retired) {
         log::info("redis: cluster node {} no longer serves channels; closing its link", old->endpoint.display());
         for (const auto& [name, mask] : _table.on_link_lost(old->id)) notify(mask, channel_notice::unconfirmed, name);
     }
-    _links = std::move(kept);
+    retired.clear();
     std::uint64_t subscribed = 0;
     for (const auto& l : _links) subscribed += l->subscribed;
     _metrics.subscribed_channels.set(subscribed);
 
-    // Each slot's link, then every channel on the link of its slot.
+    // Each slot's link, then every channel on the link of its slot. A channel that left a
+    // link which stays up is unsubscribed there.
     std::fill(_slot_links.begin(), _slot_links.end(), subscription_table::no_link);
     for (unsigned slot = 0; slot < cluster_slots; ++slot) {
         const cluster_shard* s = t.shard_for(static_cast<std::uint16_t>(slot));
         if (s) _slot_links[slot] = shard_links[static_cast<std::size_t>(s - t.shards().data())];
     }
     std::size_t moved = 0;
-    for (const auto& m : _table.place([&](std::string_view channel) { return link_for(channel); })) {
+    std::unordered_map<link_id, std::vector<std::string>> leave;
+    for (auto& m : _table.place([&](std::string_view channel) { return link_for(channel); })) {
         notify(m.shards, channel_notice::unconfirmed, m.name);
-        if (m.from == subscription_table::no_link) continue;  // it had no node yet
+        if (m.subscribed_there && link_live(m.from)) leave[m.from].push_back(std::move(m.name));
+        if (m.shards == 0 || m.from == subscription_table::no_link) continue;  // forgotten, or had no node
         _metrics.channels_moved.bump();
         ++moved;
     }
     if (moved > 0) log::info("redis: {} channels moved to another node", moved);
+    for (auto& [id, names] : leave) send_batched(*find_link(id), command::unsubscribe, std::move(names), now);
     for (auto& l : _links) {
         if (l->state != link_state::live) continue;
         auto channels = _table.on_link_up(l->id);
         if (channels.empty()) continue;
-        l->resynced = false;
         send_batched(*l, command::subscribe, std::move(channels), now);
         send(*l, command::resync_ping, {}, now);
     }

@@ -1,5 +1,7 @@
 #include "shard/shard_set.h"
 
+#include <pthread.h>
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -100,6 +102,8 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
         auto started = set->_ready[i].get_future();
         set->_threads.emplace_back(
             [s = set->_shards[i].get(), r = &set->_ready[i]] { s->run(*r); });
+        // Named, so that `top -H` and /proc/<pid>/task/*/comm tell the threads apart.
+        pthread_setname_np(set->_threads.back().native_handle(), fmt::format("jugglite-sh{}", i).c_str());
         auto ok = started.get();
         if (!ok) {
             failure = fmt::format("shard {}: {}", i, ok.error());

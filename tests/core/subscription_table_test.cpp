@@ -178,7 +178,8 @@ TEST_CASE("subscription_table: answers from a link the channel no longer lives o
     REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
     // The topology moves it to link 2 before link 1 answered.
     auto moved = t.place([](std::string_view) { return subscription_table::link_id{2}; });
-    CHECK(moved.size() == 1);
+    REQUIRE(moved.size() == 1);
+    CHECK(moved[0].subscribed_there);  // a SUBSCRIBE was in flight there
     CHECK(t.link_of("a") == 2);
     CHECK(t.on_subscribed("a", 1) == 0);
     CHECK_FALSE(t.subscribed("a"));
@@ -189,7 +190,7 @@ TEST_CASE("subscription_table: answers from a link the channel no longer lives o
     CHECK(t.load(2) == 1);
 }
 
-TEST_CASE("subscription_table: a wanted channel that moves is reported, an unwanted one forgotten") {
+TEST_CASE("subscription_table: a channel that moves is reported, an unwanted one forgotten") {
     subscription_table t(grace, 100);
     REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
     REQUIRE(t.want("b", 1, true, 1) == want::subscribe);
@@ -201,10 +202,15 @@ TEST_CASE("subscription_table: a wanted channel that moves is reported, an unwan
     auto moved = t.place([](std::string_view name) {
         return name == "c" ? subscription_table::link_id{1} : subscription_table::link_id{3};
     });
-    REQUIRE(moved.size() == 1);
+    REQUIRE(moved.size() == 2);
+    std::sort(moved.begin(), moved.end(), [](const auto& x, const auto& y) { return x.name < y.name; });
     CHECK(moved[0].name == "a");
     CHECK(moved[0].shards == 1);
     CHECK(moved[0].from == 1);
+    CHECK(moved[0].subscribed_there);
+    CHECK(moved[1].name == "b");  // reported with no shards: to unsubscribe where it was
+    CHECK(moved[1].shards == 0);
+    CHECK(moved[1].subscribed_there);
     CHECK(t.size() == 2);  // b is gone: unsubscribing it on its new node would be pointless
     CHECK(t.expire(grace).empty());
     CHECK(t.subscribed("c"));
