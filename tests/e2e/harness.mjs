@@ -1,5 +1,6 @@
-// The real parts for the e2e tests: a redis-server and jugglite on free ports/sockets,
-// and Debian's nginx running deploy/nginx/jugglite.conf in front of them.
+// The real parts for the e2e tests: a redis-server (or a 3-master, 3-replica Redis
+// Cluster) and jugglite on free ports/sockets, and Debian's nginx running
+// deploy/nginx/jugglite.conf in front of them.
 import { spawn, execFileSync } from 'node:child_process';
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -33,6 +34,18 @@ export function freePort() {
   });
 }
 
+// A free port whose Redis Cluster bus port (+10000) is free too.
+async function freeClusterPort() {
+  const bindable = (port) => new Promise((resolve) => {
+    const s = net.createServer().once('error', () => resolve(false))
+      .listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+  for (;;) {
+    const p = 20000 + Math.floor(Math.random() * 25000);
+    if (await bindable(p) && await bindable(p + 10000)) return p;
+  }
+}
+
 function canConnect(opts) {
   return new Promise((resolve) => {
     const c = net.connect(opts, () => { c.destroy(); resolve(true); });
@@ -43,11 +56,14 @@ function canConnect(opts) {
 export class Stack {
   // { keepalive } seconds for jugglite; { args } more jugglite flags; { tcp: true } runs
   // jugglite on a TCP port of its own (this.jugglitePort) and no nginx; { nodes } jugglite
-  // processes behind nginx's upstream, each on its own socket (this.sockets).
-  constructor({ keepalive = 20, args = [], tcp = false, nodes = 1 } = {}) {
+  // processes behind nginx's upstream, each on its own socket (this.sockets); { cluster:
+  // true } a Redis Cluster (3 masters, 3 replicas, cluster-node-timeout 1.5 s) instead of
+  // one redis-server, with jugglite on --redis-cluster.
+  constructor({ keepalive = 20, args = [], tcp = false, nodes = 1, cluster = false } = {}) {
     this.keepalive = keepalive;
     this.args = args;
     this.tcp = tcp;
+    this.cluster = cluster;
     this.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'jugglite-e2e-'));
     fs.chmodSync(this.dir, 0o755);  // nginx workers (www-data) reach the socket and page
     this.sockets = Array.from({ length: nodes }, (_, i) =>
@@ -57,13 +73,80 @@ export class Stack {
   }
 
   async start() {
-    this.redisPort = await freePort();
-    this.procs.redis = this.#spawn('redis', 'redis-server', ['--port', String(this.redisPort),
-      '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]);
+    if (this.cluster) {
+      await this.startCluster();
+    } else {
+      this.redisPort = await freePort();
+      this.procs.redis = this.#spawn('redis', 'redis-server', ['--port', String(this.redisPort),
+        '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', this.dir]);
+    }
     await waitFor('redis', () => this.redis('PING').then((r) => r === 'PONG', () => false));
     if (this.tcp) this.jugglitePort = await freePort();
     for (let i = 0; i < this.sockets.length; ++i) await this.startJugglite(i);
     if (!this.tcp) await this.startNginx();
+  }
+
+  // Six redis-servers in cluster mode, joined by redis-cli --cluster create; ready once
+  // every node says cluster_state:ok and every replica has synced (one that never did
+  // would refuse to fail over).
+  async startCluster() {
+    this.clusterPorts = [];
+    for (let i = 0; i < 6; ++i) {
+      const port = await freeClusterPort();
+      const dir = path.join(this.dir, `redis-${port}`);
+      fs.mkdirSync(dir);
+      this.procs[`redis-${port}`] = this.#spawn(`redis-${port}`, 'redis-server', ['--port', String(port),
+        '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--cluster-enabled', 'yes',
+        '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '1500', '--repl-diskless-sync-delay', '0']);
+      this.clusterPorts.push(port);
+    }
+    this.redisPort = this.clusterPorts[0];
+    for (const port of this.clusterPorts) {
+      await waitFor('a cluster node', () => canConnect({ host: '127.0.0.1', port }));
+    }
+    execFileSync('redis-cli', ['--cluster', 'create', ...this.clusterPorts.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas', '1', '--cluster-yes'], { stdio: 'ignore', timeout: 60000 });
+    await waitFor('the cluster', () => this.clusterHealthy(), 30000);
+  }
+
+  clusterHealthy() {
+    try {
+      return this.clusterPorts.every((port) => {
+        const cli = (...a) => execFileSync('redis-cli', ['-p', String(port), ...a], { encoding: 'utf8' });
+        if (!cli('CLUSTER', 'INFO').includes('cluster_state:ok')) return false;
+        const repl = cli('INFO', 'replication');
+        return !repl.includes('role:slave') || repl.includes('master_link_status:up');
+      });
+    } catch {
+      return false;
+    }
+  }
+
+  // The port of the master serving `channel`'s slot, as the first live node sees it.
+  clusterMasterOf(channel) {
+    for (const port of this.clusterPorts) {
+      if (this.procs[`redis-${port}`].exitCode !== null || this.procs[`redis-${port}`].signalCode !== null) continue;
+      const cli = (...a) => execFileSync('redis-cli', ['-p', String(port), ...a], { encoding: 'utf8' }).trim();
+      const slot = Number(cli('CLUSTER', 'KEYSLOT', channel));
+      for (const line of cli('CLUSTER', 'NODES').split('\n')) {
+        const f = line.split(' ');
+        if (!f[2].includes('master') || f[2].includes('fail')) continue;
+        for (const r of f.slice(8)) {
+          const [lo, hi = lo] = r.split('-').map(Number);
+          if (slot >= lo && slot <= hi) return Number(f[1].split(':')[1].split('@')[0]);
+        }
+      }
+      return undefined;
+    }
+    return undefined;
+  }
+
+  // Kills the cluster node at `port` (SIGKILL).
+  async killRedis(port) {
+    const p = this.procs[`redis-${port}`];
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
   }
 
   // Node `i` (jugglite, jugglite-1, ...).
@@ -74,8 +157,11 @@ export class Stack {
     try { fs.unlinkSync(socket); } catch {}
     const listen = this.tcp ? ['--address', '127.0.0.1', '--port', String(this.jugglitePort)]
       : ['--socket', socket];
+    const redis = this.cluster
+      ? ['--redis-cluster', this.clusterPorts.slice(0, 3).map((p) => `redis://127.0.0.1:${p}`).join(',')]
+      : ['--redis', `redis://127.0.0.1:${this.redisPort}`];
     this.procs[Stack.#name(i)] = this.#spawn(Stack.#name(i), jugglite, [...listen,
-      '--redis', `redis://127.0.0.1:${this.redisPort}`, '--keepalive', String(this.keepalive),
+      ...redis, '--keepalive', String(this.keepalive),
       '--shards', '2', '--node-name', `node-${i}`, ...this.args]);
     await waitFor('jugglite', () => canConnect(this.tcp
       ? { host: '127.0.0.1', port: this.jugglitePort } : { path: socket }));
@@ -143,22 +229,48 @@ ${site}
     this.base = `http://127.0.0.1:${this.port}`;
   }
 
-  // One Redis command through redis-cli; returns its output, trimmed.
+  // One Redis command through redis-cli; returns its output, trimmed. On a cluster, sent
+  // to the node serving the command's key (or channel).
   async redis(...args) {
-    return execFileSync('redis-cli', ['-p', String(this.redisPort), ...args], {
+    const port = this.cluster && args.length > 1 ? this.clusterMasterOf(args[1]) ?? this.redisPort : this.redisPort;
+    return execFileSync('redis-cli', ['-p', String(port), ...args], {
       encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   }
 
-  publish(channel, payload) { return this.redis('PUBLISH', channel, payload); }
+  // PUBLISH, or on a cluster SPUBLISH on the channel's master.
+  publish(channel, payload) { return this.redis(this.cluster ? 'SPUBLISH' : 'PUBLISH', channel, payload); }
 
   async waitSubscribed(channel, count = 1) {
-    await waitFor(`${count} subscriber(s) on ${channel}`, async () =>
-      (await this.redis('PUBSUB', 'NUMSUB', channel)).split('\n')[1] === String(count));
+    const subscribers = () => {
+      if (!this.cluster) return this.redis('PUBSUB', 'NUMSUB', channel);
+      const port = this.clusterMasterOf(channel);
+      return execFileSync('redis-cli', ['-p', String(port), 'PUBSUB', 'SHARDNUMSUB', channel], {
+        encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    };
+    await waitFor(`${count} subscriber(s) on ${channel}`, async () => {
+      try {
+        return (await subscribers()).split('\n')[1] === String(count);
+      } catch {
+        return false;  // a node down
+      }
+    });
+  }
+
+  // GET `target` on node `i`'s socket: its status.
+  status(i, target) {
+    return new Promise((resolve) => {
+      const req = http.get({ socketPath: this.sockets[i], path: target }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      });
+      req.on('error', () => resolve(undefined));
+    });
   }
 
   async stop() {
     const nodes = this.sockets.map((_, i) => Stack.#name(i));
-    for (const name of ['nginx', ...nodes, 'redis']) {
+    const redis = this.cluster ? this.clusterPorts.map((p) => `redis-${p}`) : ['redis'];
+    for (const name of ['nginx', ...nodes, ...redis]) {
       const p = this.procs[name];
       if (!p || p.exitCode !== null || p.signalCode !== null) continue;
       const exited = new Promise((r) => p.once('exit', r));
