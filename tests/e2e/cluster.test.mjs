@@ -3,7 +3,7 @@
 // failover and through the stop of the browser's node.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Stack, launchChromium, waitFor } from './harness.mjs';
+import { Stack, launchChromium, nodeOf as nodeOfIn, openPage as openPageIn, waitFor } from './harness.mjs';
 
 const stack = new Stack({ nodes: 2, cluster: true });
 let browser;
@@ -18,23 +18,11 @@ after(async () => {
   await stack.stop();
 });
 
-async function openPage(channel) {
-  const page = await browser.newPage();
-  await page.goto(`${stack.base}/?channel=${channel}`);
-  await waitFor('EventSource open', () => page.evaluate(() => window.opens >= 1));
-  await stack.waitSubscribed(channel);
-  return page;
-}
+const openPage = (channel) => openPageIn(stack, browser, channel);
 
 const received = (page) => page.evaluate(() => window.events.map((e) => e.data));
 
-// Which node holds the page's stream.
-async function nodeOf() {
-  const open = await Promise.all([0, 1].map((i) => stack.metric(i, 'jugglite_connections_open').catch(() => 0)));
-  const i = open.findIndex((n) => n >= 1);
-  assert.notEqual(i, -1, `no node holds the stream: ${open}`);
-  return i;
-}
+const nodeOf = () => nodeOfIn(stack);
 
 test('a master fails over: the browser\'s stream stays open and messages flow again', async () => {
   const channel = 'cl-failover';

@@ -325,3 +325,21 @@ export function launchChromium() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 }
+
+// A Chromium page of the application on `channel`, once its EventSource is open and
+// jugglite has subscribed the channel.
+export async function openPage(stack, browser, channel) {
+  const page = await browser.newPage();
+  await page.goto(`${stack.base}/?channel=${channel}`);
+  await waitFor('EventSource open', () => page.evaluate(() => window.opens >= 1));
+  await stack.waitSubscribed(channel);
+  return page;
+}
+
+// Which of the stack's two nodes holds `total` streams (the page's).
+export async function nodeOf(stack, total = 1) {
+  const open = await Promise.all([0, 1].map((i) => stack.metric(i, 'jugglite_connections_open').catch(() => 0)));
+  const i = open.findIndex((n) => n >= total);
+  if (i === -1) throw new Error(`no node holds the stream: ${open}`);
+  return i;
+}

@@ -3,7 +3,7 @@
 // config, after a restart and after its node stops and nginx sends it to the other one.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { Stack, launchChromium, waitFor } from './harness.mjs';
+import { Stack, launchChromium, nodeOf as nodeOfIn, openPage as openPageIn, waitFor } from './harness.mjs';
 
 const stack = new Stack({ nodes: 2, args: ['--history'] });
 let browser;
@@ -22,23 +22,11 @@ after(async () => {
 
 const fcall = (channel, payload) => stack.redis('FCALL', 'jugglite_publish', '1', channel, payload);
 
-async function openPage(channel) {
-  const page = await browser.newPage();
-  await page.goto(`${stack.base}/?channel=${channel}`);
-  await waitFor('EventSource open', () => page.evaluate(() => window.opens >= 1));
-  await stack.waitSubscribed(channel);
-  return page;
-}
+const openPage = (channel) => openPageIn(stack, browser, channel);
 
 const received = (page) => page.evaluate(() => window.events.map((e) => [e.data, e.lastEventId]));
 
-// Which node holds the page's stream.
-async function nodeOf(total = 1) {
-  const open = await Promise.all([0, 1].map((i) => stack.metric(i, 'jugglite_connections_open').catch(() => 0)));
-  const i = open.findIndex((n) => n >= total);
-  assert.notEqual(i, -1, `no node holds the stream: ${open}`);
-  return i;
-}
+const nodeOf = () => nodeOfIn(stack);
 
 test('Chromium resumes by itself after jugglite is killed: every message once, in order', async () => {
   const page = await openPage('resume-restart');
