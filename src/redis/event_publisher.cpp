@@ -45,9 +45,10 @@ void event_publisher::run() noexcept {
     log::info("events: stopped ({} published)", _metrics.published.get());
 }
 
-// A blocking connection whose reads and writes time out after 1 s.
+// A blocking connection whose reads and writes time out after 1 s. On a cluster, to one
+// seed after the other: a PUBLISH on any node reaches SUBSCRIBErs on every node.
 void event_publisher::connect(std::int64_t now) noexcept {
-    const auto& ep = _cfg.redis;
+    const auto& ep = _cfg.cluster() ? _cfg.cluster_seeds[_next_seed++ % _cfg.cluster_seeds.size()] : _cfg.redis;
     auto ctx = blocking_connect(ep, std::chrono::milliseconds(1000), false);
     if (!ctx) {
         disconnect(ctx.error().c_str(), now);

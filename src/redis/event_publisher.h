@@ -52,6 +52,7 @@ private:
     std::uint64_t _unanswered = 0;       // PUBLISHes written or appended, not yet answered
     std::int64_t _progress_ms = 0;       // last time a reply arrived (or the link came up)
     std::int64_t _next_attempt_ms = 0;
+    std::size_t _next_seed = 0;  // --redis-cluster: the seed the next connect tries
     std::int64_t _next_heartbeat_ms = 0;
     log::limiter _link_log;
     log::limiter _refused_log;

@@ -6,6 +6,8 @@
 #include <map>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "support/cluster.h"
 #include "support/sse.h"
 
@@ -299,4 +301,44 @@ TEST_CASE("cluster: --redis-read-from replica subscribes on replicas, and on the
     for (const auto& ch : channels) CHECK(cluster.spublish(ch, "r3:" + ch) == 0);
     on_a.check_round("r3", all);
     (void)masters;
+}
+
+TEST_CASE("cluster: connection events go out through one seed after the other") {
+    redis_cluster cluster;
+    const auto& ports = cluster.ports();
+    // An application listening on a node that no seed names: PUBLISH reaches it over the bus.
+    redis_client listener(ports[5]);
+    listener.subscribe("cl-events");
+    jugglite_server a({"--redis-cluster", cluster.seeds(3), "--events-channel", "cl-events",
+                       "--events-heartbeat", "1"});
+    REQUIRE(eventually([&] { return answers_200(a.port(), "/healthz"); }));
+    // The next event of `type` stamped at `since` (unix ms) or later.
+    auto next_of_type = [&](std::string_view type, std::int64_t since = 0) {
+        for (int i = 0; i < 20; ++i) {
+            std::string m = listener.next_message(1s);
+            if (m.empty()) continue;
+            auto j = nlohmann::json::parse(m);
+            if (j["type"] == type && j["at"].get<std::int64_t>() >= since) return m;
+        }
+        return std::string{};
+    };
+    auto unix_ms = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch()).count();
+    };
+    auto s1 = open_stream(a.port(), "/stream?channel=ev-1");
+    CHECK(next_of_type("register").find("ev-1") != std::string::npos);
+
+    // The first seed dies: heartbeats come again through the next one.
+    cluster.kill(ports[0]);
+    const std::int64_t killed = unix_ms();
+    CHECK_FALSE(next_of_type("node", killed + 1500).empty());
+    // A channel whose master is alive, so that the stream needs no failover to start.
+    std::string channel;
+    for (int i = 2; channel.empty(); ++i) {
+        std::string c = "ev-" + std::to_string(i);
+        if (cluster.master_of(c) != 0 && cluster.master_of(c) != ports[0]) channel = c;
+    }
+    auto s2 = open_stream(a.port(), "/stream?channel=" + channel);
+    CHECK(next_of_type("register").find(channel) != std::string::npos);
 }
