@@ -343,6 +343,8 @@ config parse_config(const cxxopts::ParseResult& r) {
     if (cfg.history.prefix.empty()) throw usage_error("--history-prefix must not be empty");
     cfg.history.length = in_range<std::uint32_t>(r, "history-length", 1, 1'000'000);
     cfg.history.ttl = std::chrono::seconds(in_range<long long>(r, "history-ttl", 1, 30LL * 86400));
+    cfg.history.clock_per_slot = cfg.cluster();
+    cfg.history.sharded_publish = cfg.sharded_pubsub();
     cfg.history_memory = in_range<std::size_t>(r, "history-memory", 0, 1LL << 40);
     const std::string log_format = r["log-format"].as<std::string>();
     if (log_format != "text" && log_format != "json")

@@ -62,8 +62,17 @@ std::string history_key(const history_settings& s, std::string_view channel) {
     return history_stream_key(s.prefix + "h", channel);
 }
 
+std::string history_clock_key(const history_settings& s, std::string_view channel) {
+    if (!s.clock_per_slot) return s.prefix + "clock";
+    return fmt::format("{}clock{{{}}}", s.prefix, slot_tag(key_slot(channel)));
+}
+
 std::string history_fingerprint(const history_settings& s) {
-    return fmt::format("prefix={} length={} ttl_ms={}", s.prefix, s.length, s.ttl.count());
+    std::string f = fmt::format("prefix={} length={} ttl_ms={}", s.prefix, s.length, s.ttl.count());
+    // Unchanged for one Redis, so that a library loaded by an earlier version still matches.
+    if (s.clock_per_slot) f += " clock=slot";
+    if (s.sharded_publish) f += " publish=spublish";
+    return f;
 }
 
 std::string history_library(const history_settings& s) {
@@ -77,7 +86,10 @@ std::string history_library(const history_settings& s) {
 -- Publishers call: FCALL jugglite_publish 1 <channel> <payload>   (returns the entry id)
 local VERSION = {version}
 local PREFIX = {prefix}
-local CLOCK = PREFIX .. "clock"
+-- One clock for every channel of this Redis; on a cluster, one per slot (CLOCK_PER_SLOT),
+-- in the channel's slot.
+local CLOCK_PER_SLOT = {clock_per_slot}
+local PUBLISH = "{publish}"
 local MAXLEN = {length}
 local TTL_MS = {ttl}
 local SETTINGS = {settings}
@@ -126,12 +138,14 @@ local function publish(keys, args)
   if channel == nil or payload == nil then
     return redis.error_reply("usage: FCALL jugglite_publish 1 <channel> <payload>")
   end
-  local key = PREFIX .. "h{{" .. TAGS[crc16(hash_tag(channel)) % 16384 + 1] .. "}}:" .. channel
+  local tag = TAGS[crc16(hash_tag(channel)) % 16384 + 1]
+  local key = PREFIX .. "h{{" .. tag .. "}}:" .. channel
+  local clock = CLOCK_PER_SLOT and (PREFIX .. "clock{{" .. tag .. "}}") or (PREFIX .. "clock")
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- One clock for every channel of this Redis: ids order messages across channels.
+  -- The clock: ids order messages across the channels that share it.
   local ms, seq = now, 0
-  local lms, lseq = parse_id(redis.call("GET", CLOCK))
+  local lms, lseq = parse_id(redis.call("GET", clock))
   if lms and lms >= now then ms, seq = lms, lseq + 1 end
   -- The channel's previous entry; past it in any case (should the clock key be lost).
   local prev = ""
@@ -142,11 +156,11 @@ local function publish(keys, args)
     if pms and (pms > ms or (pms == ms and pseq >= seq)) then ms, seq = pms, pseq + 1 end
   end
   local id = format_id(ms, seq)
-  redis.call("SET", CLOCK, id)
+  redis.call("SET", clock, id)
   redis.call("XADD", key, "MAXLEN", "~", MAXLEN, id, "d", payload, "p", prev)
   redis.call("XTRIM", key, "MINID", "~", format_id(math.max(now - TTL_MS, 0), 0))
   redis.call("PEXPIRE", key, TTL_MS)
-  redis.call("PUBLISH", channel, "\031jugglite " .. VERSION .. " " .. id .. " " .. prev .. "\n" .. payload)
+  redis.call(PUBLISH, channel, "\031jugglite " .. VERSION .. " " .. id .. " " .. prev .. "\n" .. payload)
   return id
 end
 
@@ -158,6 +172,8 @@ redis.register_function{{function_name = "jugglite_settings", callback = functio
                          flags = {{"no-writes"}}}}
 )LUA",
                        fmt::arg("version", history_version), fmt::arg("prefix", lua_quote(s.prefix)),
+                       fmt::arg("clock_per_slot", s.clock_per_slot ? "true" : "false"),
+                       fmt::arg("publish", s.sharded_publish ? "SPUBLISH" : "PUBLISH"),
                        fmt::arg("length", s.length), fmt::arg("ttl", s.ttl.count()),
                        fmt::arg("tags", tags), fmt::arg("settings", lua_quote(history_fingerprint(s))));
 }

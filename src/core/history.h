@@ -3,8 +3,10 @@
 // the subscriber recognises to give the frame its `id:`.
 //
 // The function appends the payload to the channel's stream (history_stream_key) with an
-// id drawn from one clock per Redis, so that ids order messages across channels, trims the
-// stream to a length and an age, sets the key to expire, and PUBLISHes
+// id drawn from one clock per Redis, so that ids order messages across channels (on a
+// cluster, one clock per slot, kept in the channel's own slot: a function may only touch
+// keys of one slot), trims the stream to a length and an age, sets the key to expire, and
+// PUBLISHes (SPUBLISHes, with sharded pub/sub on a cluster)
 //   "\x1fjugglite <version> <id> <previous id on this channel, or empty>\n<payload>"
 // on the channel. Plain PUBLISH goes on working beside it: a payload without the envelope
 // is delivered as it is, without an id.
@@ -28,7 +30,14 @@ struct history_settings {
     std::uint32_t length = 1000;       // entries kept per channel (approximately, MAXLEN ~)
     std::chrono::milliseconds ttl{3'600'000};  // entries older than this are trimmed, and the
                                                // key of a silent channel expires after it
+    // Redis Cluster: the clock is per slot (<prefix>clock{tag}, in the channel's slot)
+    // rather than one <prefix>clock; with sharded pub/sub the envelope goes out by SPUBLISH.
+    bool clock_per_slot = false;
+    bool sharded_publish = false;
 };
+
+// The clock key the library uses for `channel`.
+[[nodiscard]] std::string history_clock_key(const history_settings& s, std::string_view channel);
 
 // The key of `channel`'s history stream: history_stream_key(prefix + "h", channel), the
 // key the library writes.

@@ -181,7 +181,7 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
         for (const auto& read : b.reads)
             commands.push_back({"XRANGE", history_key(_cfg.history, _cfg.namespace_prefix + read.channel),
                                 read.from.text(), "+", "COUNT", count});
-        commands.push_back({"GET", _cfg.history.prefix + "clock"});
+        commands.push_back({"GET", history_clock_key(_cfg.history, {})});  // one Redis: its one clock
         commands.push_back({"TIME"});
         commands.push_back({"PUBLISH", _marker, std::to_string(b.token)});
         commands.push_back({"EXEC"});

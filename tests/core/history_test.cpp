@@ -54,3 +54,25 @@ TEST_CASE("the library writes the key history_key names, in the channel's slot")
     s.prefix = "we\"ird\\";
     CHECK(history_library(s).find("local PREFIX = \"we\\\"ird\\\\\"") != std::string::npos);
 }
+
+TEST_CASE("on a cluster the clock is per slot, in the channel's slot, and the envelope goes by SPUBLISH") {
+    history_settings s;
+    CHECK(history_clock_key(s, "a") == "jugglite:clock");
+    const std::string single = history_library(s);
+    CHECK(single.find("local CLOCK_PER_SLOT = false") != std::string::npos);
+    CHECK(single.find("local PUBLISH = \"PUBLISH\"") != std::string::npos);
+    CHECK(history_fingerprint(s) == "prefix=jugglite: length=1000 ttl_ms=3600000");  // as loaded before
+
+    s.clock_per_slot = true;
+    s.sharded_publish = true;
+    for (std::string_view channel : {"a", "user:{42}:feed", "x}y{"}) {
+        const std::string clock = history_clock_key(s, channel);
+        CHECK(clock.starts_with("jugglite:clock{"));
+        CHECK(key_slot(clock) == key_slot(channel));
+        CHECK(key_slot(clock) == key_slot(history_key(s, channel)));
+    }
+    const std::string cluster = history_library(s);
+    CHECK(cluster.find("local CLOCK_PER_SLOT = true") != std::string::npos);
+    CHECK(cluster.find("local PUBLISH = \"SPUBLISH\"") != std::string::npos);
+    CHECK(history_fingerprint(s).ends_with(" clock=slot publish=spublish"));
+}

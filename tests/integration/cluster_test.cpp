@@ -8,10 +8,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/history.h"
 #include "support/cluster.h"
 #include "support/sse.h"
 
 using namespace test;
+using jugglite::history_clock_key;
+using jugglite::history_key;
+using jugglite::history_settings;
+using jugglite::stream_id;
 using namespace std::chrono_literals;
 
 namespace {
@@ -190,10 +195,13 @@ TEST_CASE("cluster: a slot moved to another master takes its subscriptions along
     on_a.check_round("before", reached);
 
     const int slot = std::stoi(cluster.command(from, {"CLUSTER", "KEYSLOT", moving}));
+    const auto moved_at = std::chrono::steady_clock::now();
     cluster.move_slot(slot, to);
     CHECK(cluster.master_of(moving) == to);
     // The old owner unsubscribed us on its own; jugglite subscribes on the new one.
     CHECK(eventually([&] { return cluster.spublish(moving, "probe") == 1; }, 10s));
+    MESSAGE("slot " << slot << " moved; subscribed on its new master after "
+                    << std::chrono::duration<double>(std::chrono::steady_clock::now() - moved_at).count() << " s");
     reached = publish_round(cluster, "after", {moving, "mv-1", "mv-2"}, {&on_a});
     CHECK(reached.size() == 3);
     on_a.check_round("after", reached);
@@ -341,4 +349,32 @@ TEST_CASE("cluster: connection events go out through one seed after the other") 
     }
     auto s2 = open_stream(a.port(), "/stream?channel=" + channel);
     CHECK(next_of_type("register").find(channel) != std::string::npos);
+}
+
+TEST_CASE("cluster: the history library runs on each channel's master: per-slot clock, SPUBLISHed envelope") {
+    redis_cluster cluster;
+    auto printed = run_jugglite({"--print-history-library", "--redis-cluster", cluster.seeds(1)});
+    REQUIRE(printed.status == 0);
+    for (int m : cluster.masters()) REQUIRE(cluster.command(m, {"FUNCTION", "LOAD", "REPLACE", printed.output}) == "jugglite");
+
+    history_settings settings;
+    settings.clock_per_slot = true;
+    for (const std::string channel : {"hist-a", "hist-b", "user:{7}:feed"}) {
+        const int master = cluster.master_of(channel);
+        redis_client sub(master);
+        sub.command({"SSUBSCRIBE", channel});
+        // FCALL declares the channel as its key: the node that owns its slot runs it, and the
+        // stream and the clock it touches live in that slot too (no cross-slot error).
+        const std::string first = cluster.command(master, {"FCALL", "jugglite_publish", "1", channel, "one"});
+        const std::string second = cluster.command(master, {"FCALL", "jugglite_publish", "1", channel, "two"});
+        INFO(channel << ": " << first << " " << second);
+        auto id1 = stream_id::parse(first), id2 = stream_id::parse(second);
+        REQUIRE(id1);
+        REQUIRE(id2);
+        CHECK(*id1 < *id2);
+        CHECK(sub.next_message() == "\x1fjugglite 1 " + first + " \none");
+        CHECK(sub.next_message() == "\x1fjugglite 1 " + second + " " + first + "\ntwo");
+        CHECK(cluster.command(master, {"GET", history_clock_key(settings, channel)}) == second);
+        CHECK(cluster.command(master, {"XLEN", history_key(settings, channel)}) == "2");
+    }
 }
