@@ -153,6 +153,11 @@ shard_mask subscription_table::shards_for(std::string_view name) const {
     return it == _channels.end() ? 0 : it->second.shards;
 }
 
+shard_mask subscription_table::shards_for(std::string_view name, link_id from) const {
+    auto it = _channels.find(name);
+    return it == _channels.end() || it->second.link != from ? 0 : it->second.shards;
+}
+
 subscription_table::link_id subscription_table::link_of(std::string_view name) const {
     auto it = _channels.find(name);
     return it == _channels.end() ? no_link : it->second.link;

@@ -98,8 +98,10 @@ public:
     // True when Redis has confirmed `name`'s SUBSCRIBE on the current link and no later
     // command for it is unanswered.
     [[nodiscard]] bool subscribed(std::string_view name) const;
-    // Shards that want `name` (0 if none): where its messages go.
+    // Shards that want `name` (0 if none): where its messages go. With `from`, only when it
+    // lives on that link (a node it moved away from may still deliver it for a while).
     [[nodiscard]] shard_mask shards_for(std::string_view name) const;
+    [[nodiscard]] shard_mask shards_for(std::string_view name, link_id from) const;
     // The link `name` lives on (no_link when it isn't known).
     [[nodiscard]] link_id link_of(std::string_view name) const;
     // How many channels live on `link`, in any state: the links jugglite needs.

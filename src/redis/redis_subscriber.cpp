@@ -23,6 +23,12 @@ namespace {
 
 std::string_view str(const redisReply& r) { return {r.str, static_cast<std::size_t>(r.len)}; }
 
+// A cluster node's answer that the key (channel) is served elsewhere, or can't be now.
+bool cluster_redirect(std::string_view error) {
+    return error.starts_with("MOVED") || error.starts_with("ASK") || error.starts_with("TRYAGAIN") ||
+           error.starts_with("CLUSTERDOWN") || error.starts_with("CROSSSLOT");
+}
+
 bool is_string(const redisReply& r) {
     return r.type == REDIS_REPLY_STRING || r.type == REDIS_REPLY_STATUS;
 }
@@ -247,10 +253,7 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
         // Nobody can tell what the replica is doing: not fit to read from.
         if (l.owner) set_fit(*l.owner, false, "its ROLE check link was lost");
     } else if (l.kind == node_link::subscriber) {
-        l.subscribed = 0;
-        std::uint64_t subscribed = 0;
-        for (const auto& other : _links) subscribed += other->subscribed;
-        _metrics.subscribed_channels.set(subscribed);
+        set_subscribed(l, 0);
         auto confirmed = _table.on_link_lost(l.id);
         if (_topology_link) {
             // Only this node's channels wait; a lost node may be failing over.
@@ -459,13 +462,9 @@ void redis_subscriber::handle_reply(node_link& l, const redisReply& r, std::int6
         const std::string_view name = str(*r.element[1]);
         const command* front = l.fifo.empty() ? nullptr : &l.fifo.front();
         const bool ours = front && front->kind == command::unsubscribe &&
-                          front->answered < front->channels.size() &&
-                          name.size() == _cfg.namespace_prefix.size() + front->channels[front->answered].size() &&
-                          name.starts_with(_cfg.namespace_prefix) &&
-                          name.ends_with(front->channels[front->answered]);
+                          front->answered < front->channels.size() && names(name, front->channels[front->answered]);
         if (!ours) {
-            if (r.element[2]->type == REDIS_REPLY_INTEGER)
-                l.subscribed = static_cast<std::uint64_t>(r.element[2]->integer);
+            if (r.element[2]->type == REDIS_REPLY_INTEGER) set_subscribed(l, r.element[2]->integer);
             if (name.starts_with(_cfg.namespace_prefix))
                 on_dropped(l, std::string(name.substr(_cfg.namespace_prefix.size())));
             return;
@@ -506,8 +505,7 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             case command::unsubscribe:
                 // A node that no longer serves the slot redirects the SUNSUBSCRIBE (it has
                 // dropped the channel on its own already): nothing is subscribed there.
-                if (_topology_link && (str(r).starts_with("MOVED") || str(r).starts_with("ASK") ||
-                                       str(r).starts_with("CLUSTERDOWN") || str(r).starts_with("TRYAGAIN"))) {
+                if (_topology_link && cluster_redirect(str(r))) {
                     for (std::size_t i = failed.answered; i < failed.channels.size(); ++i)
                         _table.on_unsubscribed(failed.channels[i], l.id);
                     return;
@@ -585,18 +583,12 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             // Each reply names its channel. Another name means the replies and the commands
             // no longer line up (a node's own sunsubscribe taken for the answer to ours, and
             // then a redirect for ours): start the link afresh rather than mislabel channels.
-            if (const std::string_view named = str(*r.element[1]);
-                named.size() != _cfg.namespace_prefix.size() + cmd.channels[cmd.answered].size() ||
-                !named.starts_with(_cfg.namespace_prefix) || !named.ends_with(cmd.channels[cmd.answered])) {
-                disconnect(l, fmt::format("reply to {} names {}, not {}", kind, named, cmd.channels[cmd.answered]));
+            if (!names(str(*r.element[1]), cmd.channels[cmd.answered])) {
+                disconnect(l, fmt::format("reply to {} names {}, not {}", kind, str(*r.element[1]),
+                                          cmd.channels[cmd.answered]));
                 return;
             }
-            if (r.element[2]->type == REDIS_REPLY_INTEGER) {
-                l.subscribed = static_cast<std::uint64_t>(r.element[2]->integer);
-                std::uint64_t subscribed = 0;
-                for (const auto& other : _links) subscribed += other->subscribed;
-                _metrics.subscribed_channels.set(subscribed);
-            }
+            if (r.element[2]->type == REDIS_REPLY_INTEGER) set_subscribed(l, r.element[2]->integer);
             const std::string& name = cmd.channels[cmd.answered];
             if (cmd.kind == command::subscribe) {
                 if (_history) history_subscribed(name, now);
@@ -614,9 +606,7 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
 // topology to say where they live now. Otherwise an ACL forbids a channel.
 void redis_subscriber::subscribe_refused(node_link& l, command failed, std::string_view error,
                                          std::int64_t now) noexcept {
-    if (_topology_link && (error.starts_with("MOVED") || error.starts_with("ASK") ||
-                           error.starts_with("TRYAGAIN") || error.starts_with("CLUSTERDOWN") ||
-                           error.starts_with("CROSSSLOT"))) {
+    if (_topology_link && cluster_redirect(error)) {
         log::warn(_moved_log, now, "redis: {} answered {} for {} channels; reading the topology again",
                   l.endpoint.display(), error, failed.channels.size() - failed.answered);
         for (std::size_t i = failed.answered; i < failed.channels.size(); ++i) on_dropped(l, failed.channels[i]);
@@ -643,15 +633,11 @@ void redis_subscriber::route(link_id from, std::string_view channel, std::string
         return;
     }
     channel.remove_prefix(_cfg.namespace_prefix.size());
-    // On a cluster, a node the channel has moved away from may still deliver it for a while.
-    if (_topology_link && _table.link_of(channel) != from) {
-        _metrics.messages_unrouted.bump();
-        return;
-    }
     // A channel in its unsubscribe grace has no shard to deliver to, but its history window
     // must see every message, or a client back within the grace would be answered from a
-    // window that lacks it.
-    const shard_mask mask = _table.shards_for(channel);
+    // window that lacks it. On a cluster, a node the channel has moved away from may still
+    // deliver it for a while: only the link it lives on counts.
+    const shard_mask mask = _table.shards_for(channel, from);
     if (mask == 0 && !(_history && _windows->find(channel))) {  // the last subscriber left meanwhile
         _metrics.messages_unrouted.bump();
         return;
@@ -763,15 +749,16 @@ void redis_subscriber::wake_shards() noexcept {
 
 void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
     // The wake eventfd, then each link with a connection (the topology link last).
-    std::vector<node_link*> polled;
-    polled.reserve(_links.size() + 1);
+    // Members, so that a turn allocates nothing once they have grown.
+    auto& polled = _polled;
+    auto& fds = _pollfds;
+    polled.clear();
+    fds.clear();
     for (auto& l : _links) {
         if (l->ctx) polled.push_back(l.get());
         if (l->checker && l->checker->ctx) polled.push_back(l->checker.get());
     }
     if (_topology_link && _topology_link->ctx) polled.push_back(_topology_link.get());
-    std::vector<pollfd> fds;
-    fds.reserve(polled.size() + 1);
     fds.push_back({_wake.eventfd, POLLIN, 0});
     for (node_link* l : polled) {
         short want = POLLIN;
@@ -810,6 +797,24 @@ void redis_subscriber::wait_for_events(std::int64_t timeout_ms) noexcept {
         if (l.ctx && (ev & POLLOUT)) flush_writes(l);
     }
     wake_shards();
+}
+
+// `full` (a channel as Redis names it) is `local` with the namespace.
+bool redis_subscriber::names(std::string_view full, std::string_view local) const noexcept {
+    return full.size() == _cfg.namespace_prefix.size() + local.size() && full.starts_with(_cfg.namespace_prefix) &&
+           full.ends_with(local);
+}
+
+// `l` holds `count` channels, as Redis counts them; the gauge sums the links.
+void redis_subscriber::set_subscribed(node_link& l, long long count) noexcept {
+    l.subscribed = static_cast<std::uint64_t>(std::max(count, 0LL));
+    update_subscribed_gauge();
+}
+
+void redis_subscriber::update_subscribed_gauge() noexcept {
+    std::uint64_t sum = 0;
+    for (const auto& other : _links) sum += other->subscribed;
+    _metrics.subscribed_channels.set(sum);
 }
 
 // The single-Redis state; on a cluster update_cluster_state() sums the links up instead.

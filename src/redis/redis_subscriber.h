@@ -13,6 +13,8 @@
 // (classic SUBSCRIBE), and a command link that reads the topology (see subscriber_cluster.cpp).
 #pragma once
 
+#include <poll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -205,6 +207,10 @@ private:
     void on_dropped(node_link& l, const std::string& channel) noexcept;
     void update_cluster_state() noexcept;
     void publish_node_states() noexcept;
+    [[nodiscard]] static bool serves(const node_link& l, const cluster_node& n) noexcept;
+    [[nodiscard]] bool names(std::string_view full, std::string_view local) const noexcept;
+    void set_subscribed(node_link& l, long long count) noexcept;
+    void update_subscribed_gauge() noexcept;
 
     // Shards.
     void drain_control(std::int64_t now) noexcept;
@@ -238,7 +244,16 @@ private:
     std::int64_t _next_refresh_ms = 0;
     std::int64_t _last_refresh_ms = 0;
     std::string _classic_node;                   // classic pub/sub: the node subscribed on
-    std::vector<redis_node_state> _published_nodes;  // what /metrics was last given
+    // Each link's id, whether it is up and its channels: what /metrics was last given.
+    struct node_sig {
+        link_id id;
+        bool up;
+        std::size_t channels;
+        bool operator==(const node_sig&) const = default;
+    };
+    std::vector<node_sig> _node_sig, _published_sig;
+    std::vector<node_link*> _polled;      // wait_for_events' links and descriptors, kept
+    std::vector<pollfd> _pollfds;         // between turns
     log::limiter _moved_log;
 
     subscription_table _table;

@@ -127,10 +127,15 @@ void redis_subscriber::apply_topology(cluster_topology t, std::int64_t now) {
     place_channels(now);
 }
 
-// The link to `n` among `links` (the current ones), or null.
+// `l` is the subscriber link to node `n` in its role.
+bool redis_subscriber::serves(const node_link& l, const cluster_node& n) noexcept {
+    return l.endpoint.host == n.host && l.endpoint.port == n.port && l.replica == !n.master;
+}
+
+// The link to `n` among the current ones, or null.
 redis_subscriber::node_link* redis_subscriber::existing_link(const cluster_node& n) noexcept {
     for (auto& l : _links)
-        if (l->endpoint.host == n.host && l->endpoint.port == n.port && l->replica == !n.master) return l.get();
+        if (serves(*l, n)) return l.get();
     return nullptr;
 }
 
@@ -208,7 +213,7 @@ void redis_subscriber::place_channels(std::int64_t now) {
     auto link_of_node = [&](const cluster_node& n) -> node_link* {
         if (node_link* l = existing_link(n)) return l;
         for (auto& f : fresh)
-            if (f->endpoint.host == n.host && f->endpoint.port == n.port && f->replica == !n.master) return f.get();
+            if (serves(*f, n)) return f.get();
         fresh.push_back(new_link(n));
         return fresh.back().get();
     };
@@ -249,9 +254,7 @@ void redis_subscriber::place_channels(std::int64_t now) {
         for (const auto& [name, mask] : _table.on_link_lost(old->id)) notify(mask, channel_notice::unconfirmed, name);
     }
     retired.clear();
-    std::uint64_t subscribed = 0;
-    for (const auto& l : _links) subscribed += l->subscribed;
-    _metrics.subscribed_channels.set(subscribed);
+    update_subscribed_gauge();
 
     // Each slot's link, then every channel on the link of its slot. A channel that left a
     // link which stays up is unsubscribed there.
@@ -354,7 +357,14 @@ void redis_subscriber::update_cluster_state() noexcept {
                               : any_connecting      ? redis_status::connecting
                                                     : redis_status::disconnected;
     _status.state.store(s, std::memory_order_relaxed);
-    publish_node_states();
+    // /metrics' per-node series, rebuilt (strings and all) only when a link's id, state or
+    // channel count changed: the comparison reuses one vector and allocates nothing.
+    _node_sig.clear();
+    for (const auto& l : _links) _node_sig.push_back({l->id, l->state == link_state::live, _table.load(l->id)});
+    if (_node_sig != _published_sig) {
+        _published_sig = _node_sig;
+        publish_node_states();
+    }
 }
 
 void redis_subscriber::publish_node_states() noexcept {
@@ -366,9 +376,7 @@ void redis_subscriber::publish_node_states() noexcept {
                              !_cfg.sharded_pubsub() ? "classic" : l->replica ? "replica" : "master",
                              l->state == link_state::live, _table.load(l->id)});
         }
-        if (nodes == _published_nodes) return;
-        _metrics.nodes.set(nodes);
-        _published_nodes = std::move(nodes);
+        _metrics.nodes.set(std::move(nodes));
     } catch (const std::bad_alloc&) {
     }
 }
