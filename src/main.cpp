@@ -337,8 +337,8 @@ config parse_config(const cxxopts::ParseResult& r) {
     }
     if (r.count("trusted-proxies")) cfg.trusted_proxies = split_list(r["trusted-proxies"].as<std::string>());
     cfg.history_enabled = r.count("history") > 0;
-    if (cfg.history_enabled && cfg.cluster())
-        throw usage_error("--history does not run on --redis-cluster yet");
+    if (cfg.history_enabled && cfg.cluster() && !cfg.sharded_pubsub())
+        throw usage_error("--history on --redis-cluster needs --redis-cluster-pubsub sharded");
     cfg.history.prefix = r["history-prefix"].as<std::string>();
     if (cfg.history.prefix.empty()) throw usage_error("--history-prefix must not be empty");
     cfg.history.length = in_range<std::uint32_t>(r, "history-length", 1, 1'000'000);

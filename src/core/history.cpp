@@ -70,7 +70,7 @@ std::string history_clock_key(const history_settings& s, std::string_view channe
 std::string history_fingerprint(const history_settings& s) {
     std::string f = fmt::format("prefix={} length={} ttl_ms={}", s.prefix, s.length, s.ttl.count());
     // Unchanged for one Redis, so that a library loaded by an earlier version still matches.
-    if (s.clock_per_slot) f += " clock=slot";
+    if (s.clock_per_slot) f += " clock=slot-us";
     if (s.sharded_publish) f += " publish=spublish";
     return f;
 }
@@ -143,10 +143,13 @@ local function publish(keys, args)
   local clock = CLOCK_PER_SLOT and (PREFIX .. "clock{{" .. tag .. "}}") or (PREFIX .. "clock")
   local t = redis.call("TIME")
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- The clock: ids order messages across the channels that share it.
-  local ms, seq = now, 0
+  -- The clock: ids order messages across the channels that share it. With one clock per
+  -- slot, the first id of a millisecond starts at its microsecond (times 1000), so that
+  -- slots order each other to the microsecond of their masters' clocks.
+  local sub = CLOCK_PER_SLOT and (tonumber(t[2]) % 1000) * 1000 or 0
+  local ms, seq = now, sub
   local lms, lseq = parse_id(redis.call("GET", clock))
-  if lms and lms >= now then ms, seq = lms, lseq + 1 end
+  if lms and (lms > now or (lms == now and lseq >= sub)) then ms, seq = lms, lseq + 1 end
   -- The channel's previous entry; past it in any case (should the clock key be lost).
   local prev = ""
   local top = redis.call("XREVRANGE", key, "+", "-", "COUNT", 1)

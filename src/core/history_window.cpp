@@ -187,6 +187,12 @@ void history_windows::link_lost() {
         if (w._state == history_window::state::known) w._state = history_window::state::stale;
 }
 
+void history_windows::missed(std::string_view channel) {
+    auto it = _windows.find(channel);
+    if (it != _windows.end() && it->second._state == history_window::state::known)
+        it->second._state = history_window::state::stale;
+}
+
 void history_windows::forget(std::string_view channel) {
     auto it = _windows.find(channel);
     if (it == _windows.end()) return;

@@ -119,6 +119,8 @@ public:
 
     // The link to Redis was lost: known windows go stale until caught up.
     void link_lost();
+    // The same for one channel (on a cluster: its node's link was lost, or its slot moved).
+    void missed(std::string_view channel);
     // The channel was unsubscribed: its window goes.
     void forget(std::string_view channel);
 

@@ -19,13 +19,36 @@ constexpr std::array<std::uint16_t, 256> crc16_table = [] {
     return t;
 }();
 
+std::uint16_t crc16_step(std::uint16_t crc, unsigned char c) noexcept {
+    return static_cast<std::uint16_t>((crc << 8) ^ crc16_table[((crc >> 8) ^ c) & 0xff]);
+}
+
 }  // namespace
 
 std::uint16_t crc16(std::string_view data) noexcept {
     std::uint16_t crc = 0;
-    for (unsigned char c : data)
-        crc = static_cast<std::uint16_t>((crc << 8) ^ crc16_table[((crc >> 8) ^ c) & 0xff]);
+    for (unsigned char c : data) crc = crc16_step(crc, c);
     return crc;
+}
+
+// hash_tag's rule over the two parts, indexed as one key.
+std::uint16_t key_slot(std::string_view prefix, std::string_view name) noexcept {
+    const std::size_t n = prefix.size() + name.size();
+    auto at = [&](std::size_t i) { return i < prefix.size() ? prefix[i] : name[i - prefix.size()]; };
+    std::size_t from = 0, to = n;
+    std::size_t open = 0;
+    while (open < n && at(open) != '{') ++open;
+    if (open < n) {
+        std::size_t close = open + 1;
+        while (close < n && at(close) != '}') ++close;
+        if (close < n && close > open + 1) {
+            from = open + 1;
+            to = close;
+        }
+    }
+    std::uint16_t crc = 0;
+    for (std::size_t i = from; i < to; ++i) crc = crc16_step(crc, static_cast<unsigned char>(at(i)));
+    return crc & (cluster_slots - 1);
 }
 
 namespace {

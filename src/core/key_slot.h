@@ -23,6 +23,10 @@ inline constexpr std::uint16_t cluster_slots = 16384;
     return crc16(hash_tag(key)) & (cluster_slots - 1);
 }
 
+// The slot of `prefix` followed by `name` (a channel under --namespace), without building
+// the key.
+[[nodiscard]] std::uint16_t key_slot(std::string_view prefix, std::string_view name) noexcept;
+
 // A short tag ([a-z0-9]{1,4}) whose slot is `slot`: the shortest, and of those the first in
 // order. Keys built as "prefix{tag}:name" then live in `slot` whatever `name` holds, braces
 // included (see history_stream_key).

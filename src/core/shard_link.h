@@ -43,7 +43,12 @@ struct replay {
         unavailable,  // Redis could not be read in time: the stream ends with a retry
     } outcome;
     std::vector<frame_ref> frames;
+    // The answer accounts for every entry up to `through`: live frames the stream held with
+    // an id up to there are in `frames` (or before the client's id); later ones follow.
+    // On a cluster each slot has its own clock, so each channel has its own bound:
+    // `through_each`, in the order of the request's channels (empty: `through` for all).
     stream_id through;
+    std::vector<stream_id> through_each;
 };
 
 // redis -> shard: deliver `frame` to every local subscriber of `channel` (without

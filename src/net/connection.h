@@ -63,7 +63,11 @@ struct resume_state {
     bool answered = false;          // the answer came: replay and held frames are fed
     std::int64_t deadline_ms = 0;   // the redis thread's answer is due by then
     std::deque<frame_ref> replay;   // answer frames not yet queued
-    std::deque<frame_ref> held;     // live frames behind the replay, in arrival order
+    struct held_frame {
+        frame_ref frame;
+        std::uint16_t channel;  // its channel's index in the stream's list (and the request's)
+    };
+    std::deque<held_frame> held;    // live frames behind the replay, in arrival order
     std::size_t held_bytes = 0;
 };
 

@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <optional>
+#include <string>
 
 #include "core/clock.h"
+#include "core/key_slot.h"
 #include "core/log.h"
 #include "core/sse_frame.h"
 
@@ -60,194 +62,293 @@ std::string marker_channel(const config& cfg) {
     return fmt::format("{}sync:{}:{}", cfg.history.prefix, cfg.instance, ::getpid());
 }
 
+std::string marker_channel(const config& cfg, std::uint16_t slot) {
+    return fmt::format("{{{}}}{}", slot_tag(slot), marker_channel(cfg));
+}
+
 history_reader::history_reader(const config& cfg, history_link& link, std::atomic<bool>& stop,
                                history_metrics& metrics)
     : _cfg(cfg),
       _link(link),
       _stop(stop),
       _metrics(metrics),
-      _marker(marker_channel(cfg)),
       _library(history_library(cfg.history)),
-      _fingerprint(history_fingerprint(cfg.history)) {}
+      _fingerprint(history_fingerprint(cfg.history)) {
+    if (!cfg.cluster()) {
+        _nodes.push_back(std::make_unique<node>());
+        _nodes.back()->endpoint = cfg.redis;
+    }
+}
 
 history_reader::~history_reader() = default;
 
 void history_reader::run() noexcept {
     while (!_stop.load(std::memory_order_acquire)) {
         std::int64_t now = monotonic_ms();
-        if (!_ctx && now >= _next_attempt_ms && !connect(now)) continue;
-        if (_ctx && now >= _next_check_ms) {
-            _next_check_ms = now + limits::history_library_check.count();
-            if (!ensure_library()) continue;
+        try {
+            if (_cfg.cluster()) update_masters();
+        } catch (const std::bad_alloc&) {  // the list is taken again next turn
+        }
+        // Every node keeps the library loaded (checked every few seconds).
+        std::int64_t next_check = now + limits::history_library_check.count();
+        for (auto& n : _nodes) {
+            if (n->ctx && now >= n->next_check_ms) {
+                n->next_check_ms = now + limits::history_library_check.count();
+                (void)ensure_library(*n);
+            } else if (!n->ctx && now >= n->next_attempt_ms) {
+                (void)usable(*n, now);
+            }
+            next_check = std::min(next_check, n->ctx ? n->next_check_ms : n->next_attempt_ms);
         }
         // The redis thread has one batch in flight: an older one still queued was given up
         // (its deadline passed), so only the newest is run.
         std::optional<history_batch> batch;
         while (auto b = _link.batches.try_pop()) batch = std::move(b);
-        const bool worked = batch.has_value();
         if (batch) {
             history_batch_result r = execute(*batch);
             // One batch in flight means the results queue has room; should it not, the
             // result is lost and the batch asked again after its deadline there.
             (void)_link.results.try_push(std::move(r));
             wake_if_sleeping(_link.subscriber_wake->flag, _link.subscriber_wake->eventfd);
+            continue;
         }
-        if (!worked) sleep(_ctx ? std::max<std::int64_t>(_next_check_ms - monotonic_ms(), 1) : 100);
+        sleep(std::clamp<std::int64_t>(next_check - monotonic_ms(), 1, 100));
     }
-    _ctx.reset();
+    _nodes.clear();
 }
 
-bool history_reader::connect(std::int64_t now) noexcept {
-    const auto& ep = _cfg.redis;
+// Cluster: a connection to each master of the redis thread's last topology; connections to
+// nodes that are no longer masters go.
+void history_reader::update_masters() {
+    {
+        std::lock_guard lock(_link.masters_mutex);
+        if (_link.masters == _masters) return;
+        _masters = _link.masters;
+    }
+    std::erase_if(_nodes, [&](const std::unique_ptr<node>& n) {
+        return std::ranges::find(_masters, history_node{n->endpoint.host, n->endpoint.port}) == _masters.end();
+    });
+    for (const auto& m : _masters) (void)node_for(m.host, m.port);
+}
+
+history_reader::node& history_reader::node_for(const std::string& host, std::uint16_t port) {
+    if (!_cfg.cluster()) return *_nodes.front();
+    for (auto& n : _nodes)
+        if (n->endpoint.host == host && n->endpoint.port == port) return *n;
+    auto n = std::make_unique<node>();
+    n->endpoint = _cfg.redis;  // the first seed's credentials
+    n->endpoint.host = host;
+    n->endpoint.port = port;
+    _nodes.push_back(std::move(n));
+    return *_nodes.back();
+}
+
+// Connected, or connected now (and the library checked), unless the node is backing off.
+bool history_reader::usable(node& n, std::int64_t now) noexcept {
+    if (n.ctx) return true;
+    if (now < n.next_attempt_ms || !connect(n, now)) return false;
+    n.next_check_ms = now + limits::history_library_check.count();
+    return ensure_library(n);
+}
+
+bool history_reader::connect(node& n, std::int64_t now) noexcept {
     // The streams live in the publishers' database; pub/sub ignores it, reads don't.
-    auto ctx = blocking_connect(ep, limits::redis_reply_timeout, true);
+    auto ctx = blocking_connect(n.endpoint, limits::redis_reply_timeout, true);
     if (!ctx) {
-        disconnect(ctx.error(), now);
+        disconnect(n, ctx.error(), now);
         return false;
     }
-    _ctx = std::move(*ctx);
-    _backoff_ms = 0;
-    _next_check_ms = now;
-    log::info("history: command connection to {} up", ep.display());
+    n.ctx = std::move(*ctx);
+    n.backoff_ms = 0;
+    log::info("history: command connection to {} up", n.endpoint.display());
     return true;
 }
 
-void history_reader::disconnect(std::string_view why, std::int64_t now) noexcept {
-    log::warn(_link_log, now, "history: command connection to {}: {}", _cfg.redis.display(), why);
-    _ctx.reset();
-    _link.library_ready.store(false, std::memory_order_relaxed);
-    _backoff_ms = std::clamp<std::int64_t>(_backoff_ms * 2, limits::redis_backoff_min.count(),
-                                           limits::redis_backoff_max.count());
-    _next_attempt_ms = now + _backoff_ms;
+void history_reader::disconnect(node& n, std::string_view why, std::int64_t now) noexcept {
+    log::warn(_link_log, now, "history: command connection to {}: {}", n.endpoint.display(), why);
+    n.ctx.reset();
+    n.backoff_ms = std::clamp<std::int64_t>(n.backoff_ms * 2, limits::redis_backoff_min.count(),
+                                            limits::redis_backoff_max.count());
+    n.next_attempt_ms = now + n.backoff_ms;
 }
 
 // The library must be there at our version or a newer one: a Redis without persistence
 // loses it on a restart, and during a rolling deploy the newest jugglite's version stays.
-bool history_reader::ensure_library() noexcept {
-    redis_reply_ptr r = redis_command(_ctx.get(), {"FCALL_RO", "jugglite_version", "0"});
+bool history_reader::ensure_library(node& n) noexcept {
+    redis_reply_ptr r = redis_command(n.ctx.get(), {"FCALL_RO", "jugglite_version", "0"});
     if (!r) {
-        disconnect(_ctx->errstr, monotonic_ms());
+        disconnect(n, n.ctx->errstr, monotonic_ms());
         return false;
     }
-    if (r->type == REDIS_REPLY_INTEGER && r->integer > history_version) {
-        _link.library_ready.store(true, std::memory_order_relaxed);  // a newer jugglite's
-        return true;
-    }
+    if (r->type == REDIS_REPLY_INTEGER && r->integer > history_version) return true;  // a newer jugglite's
     if (r->type == REDIS_REPLY_INTEGER && r->integer == history_version) {
-        redis_reply_ptr settings = redis_command(_ctx.get(), {"FCALL_RO", "jugglite_settings", "0"});
+        redis_reply_ptr settings = redis_command(n.ctx.get(), {"FCALL_RO", "jugglite_settings", "0"});
         if (!settings) {
-            disconnect(_ctx->errstr, monotonic_ms());
+            disconnect(n, n.ctx->errstr, monotonic_ms());
             return false;
         }
-        if (settings->type == REDIS_REPLY_STRING && str(*settings) == _fingerprint) {
-            _link.library_ready.store(true, std::memory_order_relaxed);
-            return true;
-        }
+        if (settings->type == REDIS_REPLY_STRING && str(*settings) == _fingerprint) return true;
         // Loaded with other settings: by an earlier run, or by another node configured
         // differently, which would make them take turns.
         log::warn(_load_log, monotonic_ms(),
-                  "history: the jugglite library in Redis has other settings ({}); loading ours ({})",
-                  settings->type == REDIS_REPLY_STRING ? str(*settings) : "unknown", _fingerprint);
+                  "history: the jugglite library in {} has other settings ({}); loading ours ({})",
+                  n.endpoint.display(), settings->type == REDIS_REPLY_STRING ? str(*settings) : "unknown",
+                  _fingerprint);
     }
-    redis_reply_ptr load = redis_command(_ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
+    redis_reply_ptr load = redis_command(n.ctx.get(), {"FUNCTION", "LOAD", "REPLACE", _library});
     if (!load) {
-        disconnect(_ctx->errstr, monotonic_ms());
+        disconnect(n, n.ctx->errstr, monotonic_ms());
         return false;
     }
     if (load->type == REDIS_REPLY_ERROR) {
         // Not fatal: an operator may load it by hand (README); reads work without it.
-        log::warn(_load_log, monotonic_ms(), "history: FUNCTION LOAD of the jugglite library refused: {}",
-                  str(*load));
+        log::warn(_load_log, monotonic_ms(), "history: FUNCTION LOAD of the jugglite library into {} refused: {}",
+                  n.endpoint.display(), str(*load));
         return true;
     }
     _metrics.library_loads.bump();
-    _link.library_ready.store(true, std::memory_order_relaxed);
     log::info("history: loaded the jugglite library (version {}) into {}", history_version,
-              _cfg.redis.display());
+              n.endpoint.display());
     return true;
 }
 
+// The reads of one batch, grouped by node (one on --redis); a node that can't be reached
+// fails the batch, which the redis thread asks again.
 history_batch_result history_reader::execute(const history_batch& b) noexcept {
     history_batch_result out;
     out.token = b.token;
-    if (!_ctx) return out;
     try {
-        // Every argument first: once MULTI is appended, nothing may fail before EXEC is, or
-        // the connection's replies would no longer match its commands.
-        const std::string count = std::to_string(limits::replay_max_entries + 1);
-        std::vector<std::vector<std::string>> commands;
-        commands.reserve(b.reads.size() + 5);
-        commands.push_back({"MULTI"});
-        for (const auto& read : b.reads)
-            commands.push_back({"XRANGE", history_key(_cfg.history, _cfg.namespace_prefix + read.channel),
-                                read.from.text(), "+", "COUNT", count});
-        commands.push_back({"GET", history_clock_key(_cfg.history, {})});  // one Redis: its one clock
-        commands.push_back({"TIME"});
-        commands.push_back({"PUBLISH", _marker, std::to_string(b.token)});
-        commands.push_back({"EXEC"});
-        for (const auto& args : commands) {
-            if (!redis_append(_ctx.get(), args)) {
-                disconnect(_ctx->errstr, monotonic_ms());
+        out.reads.resize(b.reads.size());
+        out.clocks.resize(b.reads.size());
+        std::vector<bool> done(b.reads.size(), false);
+        std::vector<std::size_t> group;
+        const std::int64_t now = monotonic_ms();
+        for (std::size_t i = 0; i < b.reads.size(); ++i) {
+            if (done[i]) continue;
+            group.clear();
+            for (std::size_t j = i; j < b.reads.size(); ++j)
+                if (!done[j] && b.reads[j].host == b.reads[i].host && b.reads[j].port == b.reads[i].port) {
+                    group.push_back(j);
+                    done[j] = true;
+                }
+            node& n = node_for(b.reads[i].host, b.reads[i].port);
+            if (!usable(n, now) || !execute_on(n, b, group, out)) {
                 _metrics.read_errors.bump();
-                return out;
+                return history_batch_result{b.token};
             }
         }
-        // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
-        const std::size_t replies = commands.size();
-        redis_reply_ptr exec;
-        for (std::size_t i = 0; i < replies; ++i) {
-            void* raw = nullptr;
-            if (redisGetReply(_ctx.get(), &raw) != REDIS_OK) {
-                disconnect(_ctx->errstr, monotonic_ms());
+        // A batch of no reads (one Redis: resumes its windows answer) still reads the clock.
+        if (b.reads.empty()) {
+            node& n = *_nodes.front();
+            if (_cfg.cluster() || !usable(n, now) || !execute_on(n, b, {}, out)) {
                 _metrics.read_errors.bump();
-                return out;
-            }
-            redis_reply_ptr r(static_cast<redisReply*>(raw));
-            if (i + 1 == replies) exec = std::move(r);
-        }
-        _metrics.batches.bump();
-        _metrics.reads.bump(b.reads.size());
-        const std::size_t n = b.reads.size();
-        if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != n + 3) {
-            _metrics.read_errors.bump();
-            log::warn(_batch_log, monotonic_ms(), "history: a batch of reads failed: {}",
-                      exec && exec->type == REDIS_REPLY_ERROR ? str(*exec) : "unexpected reply");
-            return out;
-        }
-        const redisReply& marker = *exec->element[n + 2];
-        if (marker.type != REDIS_REPLY_INTEGER || marker.integer < 1) {
-            // Nobody heard the marker (our subscription is gone): the batch can't be placed.
-            _metrics.read_errors.bump();
-            return out;
-        }
-        const redisReply& time = *exec->element[n + 1];
-        if (time.type == REDIS_REPLY_ARRAY && time.elements == 2 && time.element[0]->type == REDIS_REPLY_STRING &&
-            time.element[1]->type == REDIS_REPLY_STRING)
-            out.redis_ms = std::stoll(std::string(str(*time.element[0]))) * 1000 +
-                           std::stoll(std::string(str(*time.element[1]))) / 1000;
-        const std::int64_t floor_ms = out.redis_ms - _cfg.history.ttl.count();
-        out.reads.resize(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            out.reads[i].from = b.reads[i].from;
-            out.reads[i].expiry_floor = {static_cast<std::uint64_t>(std::max<std::int64_t>(floor_ms, 0)), 0};
-            const redisReply& r = *exec->element[i];
-            // A key of another type (WRONGTYPE) is no history: read as empty.
-            if (r.type != REDIS_REPLY_ERROR && !parse_read(r, out.reads[i], _cfg.max_message_bytes)) {
-                _metrics.read_errors.bump();
-                return out;
+                return history_batch_result{b.token};
             }
         }
-        const redisReply& clock_reply = *exec->element[n];
-        if (clock_reply.type == REDIS_REPLY_STRING)
-            out.clock = stream_id::parse(str(clock_reply)).value_or(stream_id{});
         out.ok = true;
-    } catch (const std::exception&) {  // out of memory: the replies may be half read
+    } catch (const std::exception&) {  // out of memory
         _metrics.read_errors.bump();
-        disconnect("out of memory reading a batch", monotonic_ms());
-        out = history_batch_result{};
-        out.token = b.token;
+        out = history_batch_result{b.token};
     }
     return out;
+}
+
+// One MULTI per slot (one for all on --redis), pipelined on `n`: XRANGE of each of
+// `reads`, GET of the clock, TIME, and the marker. False when the node failed or refused.
+bool history_reader::execute_on(node& n, const history_batch& b, std::span<const std::size_t> reads,
+                                history_batch_result& out) {
+    // The slots in the order of their first read; on --redis every read is "slot 0".
+    std::vector<std::vector<std::size_t>> slots;
+    for (std::size_t i : reads) {
+        const std::uint16_t slot = _cfg.cluster() ? b.reads[i].slot : 0;
+        auto it = std::ranges::find_if(slots, [&](const auto& s) {
+            return (_cfg.cluster() ? b.reads[s.front()].slot : 0) == slot;
+        });
+        if (it == slots.end()) slots.push_back({i});
+        else it->push_back(i);
+    }
+    if (slots.empty()) slots.emplace_back();  // no reads: the clock and the marker alone
+    // Every argument first: once a MULTI is appended, nothing may fail before its EXEC is,
+    // or the connection's replies would no longer match its commands.
+    const std::string count = std::to_string(limits::replay_max_entries + 1);
+    const std::string token = std::to_string(b.token);
+    std::vector<std::vector<std::string>> commands;
+    for (const auto& slot : slots) {
+        commands.push_back({"MULTI"});
+        for (std::size_t i : slot)
+            commands.push_back({"XRANGE", history_key(_cfg.history, _cfg.namespace_prefix + b.reads[i].channel),
+                                b.reads[i].from.text(), "+", "COUNT", count});
+        if (_cfg.cluster()) {
+            const std::uint16_t s = b.reads[slot.front()].slot;
+            commands.push_back({"GET", history_clock_key(_cfg.history, _cfg.namespace_prefix + b.reads[slot.front()].channel)});
+            commands.push_back({"TIME"});
+            commands.push_back({"SPUBLISH", marker_channel(_cfg, s), token});
+        } else {
+            commands.push_back({"GET", history_clock_key(_cfg.history, {})});  // one Redis: its one clock
+            commands.push_back({"TIME"});
+            commands.push_back({"PUBLISH", marker_channel(_cfg), token});
+        }
+        commands.push_back({"EXEC"});
+    }
+    for (const auto& args : commands) {
+        if (!redis_append(n.ctx.get(), args)) {
+            disconnect(n, n.ctx->errstr, monotonic_ms());
+            return false;
+        }
+    }
+    // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
+    std::vector<redis_reply_ptr> execs;
+    for (std::size_t i = 0; i < commands.size(); ++i) {
+        void* raw = nullptr;
+        if (redisGetReply(n.ctx.get(), &raw) != REDIS_OK) {
+            disconnect(n, n.ctx->errstr, monotonic_ms());
+            return false;
+        }
+        redis_reply_ptr r(static_cast<redisReply*>(raw));
+        if (commands[i].front() == "EXEC") execs.push_back(std::move(r));
+    }
+    _metrics.batches.bump();
+    _metrics.reads.bump(reads.size());
+    for (std::size_t g = 0; g < slots.size(); ++g) {
+        const std::vector<std::size_t>& slot = slots[g];
+        const std::size_t k = slot.size();
+        const redisReply* exec = execs[g].get();
+        if (!exec || exec->type != REDIS_REPLY_ARRAY || exec->elements != k + 3) {
+            // On a cluster, MOVED or ASK: the redis thread's topology is behind; its links
+            // hear of it too.
+            log::warn(_batch_log, monotonic_ms(), "history: a batch of reads on {} failed: {}",
+                      n.endpoint.display(),
+                      exec && exec->type == REDIS_REPLY_ERROR ? str(*exec) : "unexpected reply");
+            return false;
+        }
+        const redisReply& marker = *exec->element[k + 2];
+        // Nobody heard the marker (our subscription is gone): the batch can't be placed. With
+        // --redis-read-from replica the subscriber is on a replica, which the count leaves out.
+        if (marker.type != REDIS_REPLY_INTEGER || (marker.integer < 1 && !_cfg.read_from_replicas))
+            return false;
+        std::int64_t redis_ms = 0;
+        const redisReply& time = *exec->element[k + 1];
+        if (time.type == REDIS_REPLY_ARRAY && time.elements == 2 && time.element[0]->type == REDIS_REPLY_STRING &&
+            time.element[1]->type == REDIS_REPLY_STRING)
+            redis_ms = std::stoll(std::string(str(*time.element[0]))) * 1000 +
+                       std::stoll(std::string(str(*time.element[1]))) / 1000;
+        if (out.redis_ms == 0 || redis_ms < out.redis_ms) out.redis_ms = redis_ms;
+        stream_id clock;
+        const redisReply& clock_reply = *exec->element[k];
+        if (clock_reply.type == REDIS_REPLY_STRING) clock = stream_id::parse(str(clock_reply)).value_or(stream_id{});
+        const std::int64_t floor_ms = redis_ms - _cfg.history.ttl.count();
+        for (std::size_t j = 0; j < k; ++j) {
+            stream_read& read = out.reads[slot[j]];
+            read.from = b.reads[slot[j]].from;
+            read.expiry_floor = {static_cast<std::uint64_t>(std::max<std::int64_t>(floor_ms, 0)), 0};
+            out.clocks[slot[j]] = clock;
+            const redisReply& r = *exec->element[j];
+            // A key of another type (WRONGTYPE) is no history: read as empty.
+            if (r.type != REDIS_REPLY_ERROR && !parse_read(r, read, _cfg.max_message_bytes)) return false;
+        }
+        if (reads.empty()) out.clocks.push_back(clock);  // no reads: the clock alone
+    }
+    return true;
 }
 
 void history_reader::sleep(std::int64_t timeout_ms) noexcept {

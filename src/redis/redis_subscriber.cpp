@@ -62,6 +62,7 @@ redis_subscriber::redis_subscriber(const config& cfg, std::span<shard_link> shar
     if (_history) {
         _windows.emplace(cfg.history_memory, cfg.history.length);
         _marker = marker_channel(cfg);
+        _routed_max.resize(cfg.cluster() ? cluster_slots : 1);
     }
 }
 
@@ -130,8 +131,8 @@ void redis_subscriber::handle_reply(node_link& l, const redisReply& r, std::int6
     // A message push is a reply no command asked for ("smessage" with sharded pub/sub).
     if (triple && r.element[2]->type == REDIS_REPLY_STRING && l.kind == node_link::subscriber &&
         str(*r.element[0]) == (_cfg.sharded_pubsub() ? "smessage" : "message")) {
-        if (_history && str(*r.element[1]) == _marker) {
-            on_marker(str(*r.element[2]));
+        if (_history && is_marker(str(*r.element[1]))) {
+            on_marker(l, str(*r.element[1]), str(*r.element[2]));
             return;
         }
         _metrics.messages_in.bump();
@@ -147,6 +148,10 @@ void redis_subscriber::handle_reply(node_link& l, const redisReply& r, std::int6
                           front->answered < front->channels.size() && names(name, front->channels[front->answered]);
         if (!ours) {
             if (r.element[2]->type == REDIS_REPLY_INTEGER) set_subscribed(l, r.element[2]->integer);
+            if (_history && is_marker(name)) {
+                l.markers.erase(marker_slot(name));  // asked again where its slot lives now
+                return;
+            }
             if (name.starts_with(_cfg.namespace_prefix))
                 on_dropped(l, std::string(name.substr(_cfg.namespace_prefix.size())));
             return;
@@ -170,10 +175,16 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
                 disconnect(l, fmt::format("AUTH failed: {}", str(r)));
                 return;
             case command::marker:
+                if (_topology_link && cluster_redirect(str(r))) {
+                    // The slot moved: asked again on the node that serves it now.
+                    l.markers.erase(marker_slot(failed.channels.front()));
+                    refresh_topology("a marker's slot moved");
+                    return;
+                }
                 // History's reads can't be placed without it (see subscriber_history.cpp):
                 // resumes are answered from memory or end with a retry; delivery goes on.
                 log::warn("redis: SUBSCRIBE {} (history's marker) refused: {}; resuming from "
-                          "Redis is off until it is allowed", _marker, str(r));
+                          "Redis is off until it is allowed", failed.channels.front(), str(r));
                 return;
             case command::subscribe:
                 subscribe_refused(l, std::move(failed), str(r), now);
@@ -243,15 +254,17 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
             }
             return;
         }
-        case command::marker:
+        case command::marker: {
+            const std::string_view kind = _cfg.sharded_pubsub() ? "ssubscribe" : "subscribe";
             if (r.type != REDIS_REPLY_ARRAY || r.elements != 3 || !is_string(*r.element[0]) ||
-                str(*r.element[0]) != "subscribe") {
-                disconnect(l, "unexpected reply to SUBSCRIBE");
+                str(*r.element[0]) != kind || !is_string(*r.element[1]) || str(*r.element[1]) != cmd.channels.front()) {
+                disconnect(l, fmt::format("unexpected reply to {} of the marker", kind));
                 return;
             }
+            l.markers[marker_slot(cmd.channels.front())] = true;
             l.fifo.pop_front();
-            _marker_ready = true;
             return;
+        }
         case command::subscribe:
         case command::unsubscribe: {
             const bool sharded = _cfg.sharded_pubsub();
@@ -320,7 +333,8 @@ void redis_subscriber::route(link_id from, std::string_view channel, std::string
     // window that lacks it. On a cluster, a node the channel has moved away from may still
     // deliver it for a while: only the link it lives on counts.
     const shard_mask mask = _table.shards_for(channel, from);
-    if (mask == 0 && !(_history && _windows->find(channel))) {  // the last subscriber left meanwhile
+    if (mask == 0 && !(_history && _windows->find(channel) && _table.link_of(channel) == from)) {
+        // The last subscriber left meanwhile (or, on a cluster, the channel left that node).
         _metrics.messages_unrouted.bump();
         return;
     }

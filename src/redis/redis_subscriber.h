@@ -129,6 +129,9 @@ private:
         std::int64_t next_ping_ms = 0;
         std::uint64_t subscribed = 0;   // channels Redis counts on this connection
         std::deque<command> fifo;
+        // History: the marker channels subscribed here (per slot on a cluster, "slot" 0 on
+        // --redis), and whether Redis has confirmed each.
+        std::unordered_map<std::uint16_t, bool> markers;
     };
 
     // Link lifecycle.
@@ -167,7 +170,14 @@ private:
     void finish_catch_up(const std::string& channel, const stream_read& read);
     void abandon_catch_up(std::string_view channel);
     void release(std::string_view channel, std::deque<held_message> held);
-    void on_marker(std::string_view token) noexcept;
+    [[nodiscard]] bool is_marker(std::string_view channel) const noexcept;
+    [[nodiscard]] std::uint16_t marker_slot(std::string_view channel) const noexcept;
+    void on_marker(const node_link& l, std::string_view channel, std::string_view token) noexcept;
+    [[nodiscard]] bool readable(history_read& read, std::int64_t now);
+    [[nodiscard]] std::size_t clock_of(std::string_view channel) const noexcept;
+    [[nodiscard]] stream_id& routed_max(std::string_view channel) noexcept {
+        return _routed_max[clock_of(channel)];
+    }
     void finish_batch_safely() noexcept;
     void history_turn(std::int64_t now) noexcept;
     void drain_resumes(std::int64_t now);
@@ -180,13 +190,14 @@ private:
     [[nodiscard]] bool answer_from_windows(unsigned shard, const resume_request& req);
     enum class reset_reason : std::uint8_t { trimmed, unknown, malformed, too_long };
     void replay_entries(unsigned shard, const resume_request& req, std::vector<history_entry> entries,
-                        stream_id through);
-    void reset(unsigned shard, const resume_request& req, stream_id through, reset_reason why);
+                        std::vector<stream_id> through);
+    void reset(unsigned shard, const resume_request& req, std::vector<stream_id> through, reset_reason why);
     void send_answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
-                     std::vector<frame_ref> frames, stream_id through);
+                     std::vector<frame_ref> frames, std::vector<stream_id> through);
     void flush_answers() noexcept;
     void history_link_lost() noexcept;
-    void history_link_up(std::span<const std::string> channels) noexcept;
+    void history_missed(const std::string& channel) noexcept;
+    void history_link_up() noexcept;
     void history_subscribed(const std::string& channel, std::int64_t now) noexcept;
     void history_unsubscribed(std::span<const std::string> channels) noexcept;
 
@@ -270,14 +281,15 @@ private:
     std::optional<history_windows> _windows;
     std::unordered_map<std::string, catch_up, string_hash, std::equal_to<>> _catch_ups;
     std::deque<pending_resume> _resumes;
-    std::string _marker;                 // this process' marker channel
-    bool _marker_ready = false;          // subscribed on the current link
-    stream_id _routed_max;               // the newest entry routed on the current link
+    std::string _marker;                 // this process' marker channel (on a cluster, the
+                                         // part after each slot's hash tag)
+    // Per clock (one on --redis, one per slot on a cluster): the newest entry routed.
+    std::vector<stream_id> _routed_max;
     std::uint64_t _next_token = 0;
     std::uint64_t _batch_token = 0;      // the batch in flight; 0: none
     std::vector<history_read> _batch_reads;
     std::optional<history_batch_result> _batch_result;
-    bool _batch_marked = false;          // its marker has come back on the subscriber link
+    std::vector<std::uint16_t> _batch_markers;  // the slots whose marker has not come back yet
     bool _recheck_resumes = false;       // a catch-up finished: waiting requests may be answered
     std::int64_t _batch_sent_ms = 0;
     std::int64_t _next_batch_ms = 0;

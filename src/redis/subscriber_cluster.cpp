@@ -122,6 +122,14 @@ void redis_subscriber::apply_topology(cluster_topology t, std::int64_t now) {
             ep.port = n.port;
             _known_nodes.push_back(std::move(ep));
         }
+    if (_history) {
+        // The history thread keeps the library loaded on every master.
+        std::vector<history_node> masters;
+        for (const auto& s : t.shards())
+            if (const cluster_node* m = s.master(); m && !s.slots.empty()) masters.push_back({m->host, m->port});
+        std::lock_guard lock(_history->masters_mutex);
+        _history->masters = std::move(masters);
+    }
     _topology = std::move(t);
     _unsettled = false;
     place_channels(now);
@@ -267,6 +275,8 @@ void redis_subscriber::place_channels(std::int64_t now) {
     std::unordered_map<link_id, std::vector<std::string>> leave;
     for (auto& m : _table.place([&](std::string_view channel) { return link_for(channel); })) {
         notify(m.shards, channel_notice::unconfirmed, m.name);
+        if (_history && m.shards == 0) _windows->forget(m.name);
+        else if (_history) history_missed(m.name);
         if (m.subscribed_there && link_live(m.from)) leave[m.from].push_back(std::move(m.name));
         if (m.shards == 0 || m.from == subscription_table::no_link) continue;  // forgotten, or had no node
         _metrics.channels_moved.bump();
@@ -336,6 +346,7 @@ void redis_subscriber::set_fit(node_link& replica, bool fit, std::string_view wh
 void redis_subscriber::on_dropped(node_link& l, const std::string& channel) noexcept {
     _metrics.channels_dropped_by_redis.bump();
     notify(_table.on_dropped(channel, l.id), channel_notice::unconfirmed, channel);
+    if (_history) history_missed(channel);
     _unsettled = true;
     refresh_topology("a node dropped a channel");
 }

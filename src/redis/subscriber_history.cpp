@@ -17,6 +17,12 @@
 // A channel whose window is missing messages (the envelope's previous id is not the last
 // one routed, or the link was lost) catches up: its live messages wait while its stream is
 // read from the window's tail, and go out after what the read holds.
+//
+// On a cluster each slot has its own clock, so "every entry up to the clock" holds per
+// slot: each slot's reads are a transaction of their own with the slot's marker, and each
+// channel of an answer has its own `through` (replay::through_each). Ids of different slots
+// order messages only as well as the masters' clocks agree: a client's Last-Event-ID comes
+// from one slot, and is compared with the ids of the others (README, "Redis Cluster").
 #include <algorithm>
 #include <unordered_set>
 #include <utility>
@@ -55,7 +61,8 @@ bool redis_subscriber::admit_live(std::string_view channel, stream_id id, const 
         start_catch_up(channel, monotonic_ms()).held.push_back({id, f, previous});
         return false;
     }
-    _routed_max = std::max(_routed_max, id);
+    stream_id& top = routed_max(channel);
+    top = std::max(top, id);
     return true;
 }
 
@@ -83,7 +90,7 @@ void redis_subscriber::abandon_catch_up(std::string_view channel) {
             // Known again from the first message on, starting again at each further gap.
             if (_windows->on_live(channel, {m.id, m.frame}, m.previous) == history_windows::fit::gap)
                 _windows->restart(channel, {m.id, m.frame}, m.previous);
-            _routed_max = std::max(_routed_max, m.id);
+            routed_max(channel) = std::max(routed_max(channel), m.id);
         }
         if (m.frame) fan_out(channel, m.frame);
     }
@@ -98,7 +105,7 @@ void redis_subscriber::finish_catch_up(const std::string& channel, const stream_
     _hm->catch_ups.bump();
     std::vector<history_entry> fresh = _windows->catch_up(channel, read);
     for (const auto& e : fresh) {
-        _routed_max = std::max(_routed_max, e.id);
+        routed_max(channel) = std::max(routed_max(channel), e.id);
         if (!e.frame) continue;
         _hm->caught_up.bump();
         fan_out(channel, e.frame);
@@ -133,20 +140,27 @@ void redis_subscriber::release(std::string_view channel, std::deque<held_message
 }
 
 void redis_subscriber::history_link_lost() noexcept {
-    _marker_ready = false;
     _windows->link_lost();
     _catch_ups.clear();  // re-read from the windows' tails once subscribed again
-    _routed_max = {};
+    std::ranges::fill(_routed_max, stream_id{});
     abandon_batch();
 }
 
-// The link is up again with `channels` to subscribe: the windows of channels no longer
-// wanted go (nothing would catch them up).
-void redis_subscriber::history_link_up(std::span<const std::string> channels) noexcept {
+// Cluster: `channel` was on a node whose link was lost, or its slot moved. Its window goes
+// stale until caught up on the node that serves it now; the batch in flight may wait for a
+// marker from that node, and is asked again.
+void redis_subscriber::history_missed(const std::string& channel) noexcept {
+    _windows->missed(channel);
+    _catch_ups.erase(channel);
+    abandon_batch();
+}
+
+// A link is up (again): the stale windows of channels no shard wants any more go (nothing
+// would catch them up; a lost link took them out of the table).
+void redis_subscriber::history_link_up() noexcept {
     try {
-        std::unordered_set<std::string_view> wanted(channels.begin(), channels.end());
         for (const auto& stale : _windows->stale_channels())
-            if (!wanted.contains(stale)) _windows->forget(stale);
+            if (_table.shards_for(stale) == 0) _windows->forget(stale);
     } catch (const std::bad_alloc&) {  // they go when their channel is unsubscribed
     }
 }
@@ -170,10 +184,53 @@ void redis_subscriber::history_unsubscribed(std::span<const std::string> channel
     }
 }
 
-void redis_subscriber::on_marker(std::string_view token) noexcept {
+// The clock `channel`'s ids come from: the one clock, or on a cluster its slot's.
+std::size_t redis_subscriber::clock_of(std::string_view channel) const noexcept {
+    return _topology_link ? key_slot(_cfg.namespace_prefix, channel) : 0;
+}
+
+bool redis_subscriber::is_marker(std::string_view channel) const noexcept {
+    if (!_topology_link) return channel == _marker;
+    return channel.size() > _marker.size() + 2 && channel.front() == '{' && channel.ends_with(_marker) &&
+           channel[channel.size() - _marker.size() - 1] == '}';
+}
+
+std::uint16_t redis_subscriber::marker_slot(std::string_view channel) const noexcept {
+    return _topology_link ? key_slot(channel) : 0;
+}
+
+// A marker on link `l`. On a cluster only the link the slot's channels live on counts: a
+// node the slot has left may still hear the marker, ahead of the messages on the new one.
+void redis_subscriber::on_marker(const node_link& l, std::string_view channel, std::string_view token) noexcept {
     if (_batch_token == 0 || token != std::to_string(_batch_token)) return;
-    _batch_marked = true;
-    if (_batch_result) finish_batch_safely();
+    const std::uint16_t slot = marker_slot(channel);
+    if (_topology_link && _slot_links[slot] != l.id) return;
+    std::erase(_batch_markers, slot);
+    if (_batch_markers.empty() && _batch_result) finish_batch_safely();
+}
+
+// True when a read of `read.channel` can be placed among its live messages now: the link
+// it lives on is up and the marker of its clock is subscribed there (asked for here, on a
+// cluster, when it isn't). On a cluster this also says where the read goes: the channel's
+// slot, on that slot's master.
+bool redis_subscriber::readable(history_read& read, std::int64_t now) {
+    node_link* l = _topology_link ? find_link(_table.link_of(read.channel)) : _links.front().get();
+    if (!l || l->state != link_state::live) return false;
+    std::uint16_t slot = 0;
+    if (_topology_link) {
+        slot = key_slot(_cfg.namespace_prefix, read.channel);
+        const cluster_shard* shard = _topology ? _topology->shard_for(slot) : nullptr;
+        const cluster_node* master = shard ? shard->master() : nullptr;
+        if (!master || _slot_links[slot] != l->id) return false;
+        read.slot = slot;
+        read.host = master->host;
+        read.port = master->port;
+    }
+    if (auto it = l->markers.find(slot); it != l->markers.end()) return it->second;
+    if (!_topology_link) return false;  // subscribed when the link goes live
+    l->markers.emplace(slot, false);
+    send(*l, command::marker, {marker_channel(_cfg, slot)}, now);
+    return false;
 }
 
 // A batch that can't be finished (out of memory) is asked again, whole.
@@ -234,15 +291,23 @@ void redis_subscriber::drain_resumes(std::int64_t now) {
 // Answers `req` from the windows when they hold every entry after its id on each of its
 // channels, up to the last one routed.
 bool redis_subscriber::answer_from_windows(unsigned shard, const resume_request& req) {
-    if (!req.from || _routed_max.empty() || *req.from > _routed_max) return false;
+    if (!req.from) return false;
+    stream_id known;  // the newest entry routed on the request's clocks
     for (const auto& c : req.channels) {
         const history_window* w = _windows->find(c);
         if (!w || !w->covers(*req.from) || _catch_ups.contains(c)) return false;
+        known = std::max(known, routed_max(c));
     }
+    if (known.empty() || *req.from > known) return false;
     std::vector<history_entry> entries;
-    for (const auto& c : req.channels) _windows->find(c)->collect(*req.from, _routed_max, entries);
+    std::vector<stream_id> through;
+    through.reserve(req.channels.size());
+    for (const auto& c : req.channels) {
+        through.push_back(routed_max(c));
+        _windows->find(c)->collect(*req.from, through.back(), entries);
+    }
     _hm->from_memory.bump();
-    replay_entries(shard, req, std::move(entries), _routed_max);
+    replay_entries(shard, req, std::move(entries), std::move(through));
     return true;
 }
 
@@ -255,54 +320,74 @@ void redis_subscriber::take_history_results(std::int64_t now) {
             continue;
         }
         _batch_result = std::move(*r);
-        if (_batch_marked) finish_batch_safely();
+        if (_batch_markers.empty()) finish_batch_safely();
     }
 }
 
 // One batch in flight at a time: requests that come meanwhile share the next one, so a
 // storm of resumes costs reads per channel, not per client.
 void redis_subscriber::send_history_batch(std::int64_t now) {
-    if (_batch_token != 0 || !_marker_ready || _links.front()->state != link_state::live ||
-        now < _next_batch_ms)
-        return;
+    if (_batch_token != 0 || now < _next_batch_ms) return;
+    if (!_topology_link) {
+        const node_link& l = *_links.front();
+        if (l.state != link_state::live || !l.markers.contains(0) || !l.markers.at(0)) return;
+    }
     std::vector<history_read> reads;
     std::unordered_map<std::string, std::size_t, string_hash, std::equal_to<>> index;  // channel -> reads[i]
-    auto want = [&](const std::string& channel, stream_id from, bool catch_up) {
-        auto [it, fresh] = index.try_emplace(channel, reads.size());
-        if (fresh) reads.push_back({channel, from, catch_up});
-        else reads[it->second].from = std::min(reads[it->second].from, from);
+    auto want = [&](history_read read) {
+        auto [it, fresh] = index.try_emplace(read.channel, reads.size());
+        if (fresh) reads.push_back(std::move(read));
+        else reads[it->second].from = std::min(reads[it->second].from, read.from);
     };
     const std::uint64_t token = ++_next_token;
     for (auto& [channel, cu] : _catch_ups) {
         if (reads.size() >= limits::history_reads_per_batch) break;
         if (cu.batch != 0) continue;
         const history_window* w = _windows->find(channel);
-        want(channel, w ? w->tail() : stream_id{}, true);
+        history_read read{channel, w ? w->tail() : stream_id{}, true};
+        if (!readable(read, now)) continue;
+        want(std::move(read));
         cu.batch = token;
     }
     bool any_request = false;
+    std::vector<history_read> mine;
     for (auto& p : _resumes) {
         if (p.batch != 0) continue;
         if (reads.size() >= limits::history_reads_per_batch) break;
         // A channel catching up is answered from its window once caught up; one not yet
-        // subscribed (again) on this link can't be read in its place among the live messages.
+        // subscribed (again) on its link can't be read in its place among the live messages.
+        // On a cluster every channel is read, for its slot's clock; a malformed id reads
+        // nothing but the clocks.
         bool waits = false;
-        for (const auto& c : p.req.channels) waits |= _catch_ups.contains(c) || !_table.subscribed(c);
-        if (waits) continue;
+        mine.clear();
         for (const auto& c : p.req.channels) {
+            waits |= _catch_ups.contains(c) || !_table.subscribed(c);
             const history_window* w = _windows->find(c);
-            if (p.req.from && !(w && w->covers(*p.req.from))) want(c, *p.req.from, false);
+            if (_topology_link)
+                mine.push_back({c, p.req.from.value_or(stream_id{UINT64_MAX, UINT64_MAX})});
+            else if (p.req.from && !(w && w->covers(*p.req.from)))
+                mine.push_back({c, *p.req.from});
         }
+        for (auto& read : mine) waits = waits || !readable(read, now);
+        if (waits) continue;
+        for (auto& read : mine) want(std::move(read));
         p.batch = token;
         any_request = true;
     }
     if (reads.empty() && !any_request) return;
+    // The markers to wait for: the one, or one per slot read.
+    std::vector<std::uint16_t> markers;
+    if (_topology_link)
+        for (const auto& read : reads)
+            if (std::ranges::find(markers, read.slot) == markers.end()) markers.push_back(read.slot);
+    if (!_topology_link) markers.push_back(0);
     if (!_history->batches.try_push(history_batch{token, reads})) {
         unbatch(token);
         return;
     }
     _batch_token = token;
     _batch_reads = std::move(reads);
+    _batch_markers = std::move(markers);
     _batch_sent_ms = now;
     wake_if_sleeping(_history->reader_wake.flag, _history->reader_wake.eventfd);
 }
@@ -327,23 +412,27 @@ void redis_subscriber::unbatch(std::uint64_t token) noexcept {
 void redis_subscriber::end_batch() noexcept {
     _batch_token = 0;
     _batch_result.reset();
-    _batch_marked = false;
+    _batch_markers.clear();
 }
 
-// The reads and their marker are both in: every entry up to the clock read in the
+// The reads and their markers are all in: every entry up to the clock read in the
 // transaction is either in the reads or was routed before the marker.
 void redis_subscriber::finish_batch() {
     history_batch_result result = std::move(*_batch_result);
     const std::uint64_t token = _batch_token;
     std::vector<history_read> reads = std::move(_batch_reads);
     end_batch();
-    // Every entry up to the clock read in the transaction has reached this thread (routed,
-    // or held by a catch-up) or is in the reads. Should the clock key be missing or behind
-    // (deleted, written under another prefix), the newest entry read stands in for it.
-    stream_id through = result.clock;
-    for (const auto& read : result.reads)
-        if (!read.entries.empty()) through = std::max(through, read.entries.back().id);
-    _routed_max = std::max(_routed_max, through);
+    // Per clock read: every entry up to it has reached this thread (routed, or held by a
+    // catch-up) or is in the reads. Should the clock key be missing or behind (deleted,
+    // written under another prefix), the newest entry read stands in for it.
+    std::unordered_map<std::size_t, stream_id> upto;  // clock_of() -> that bound
+    for (std::size_t i = 0; i < reads.size(); ++i) {
+        stream_id& u = upto[clock_of(reads[i].channel)];
+        u = std::max(u, result.clocks[i]);
+        if (!result.reads[i].entries.empty()) u = std::max(u, result.reads[i].entries.back().id);
+    }
+    if (reads.empty() && !result.clocks.empty()) upto[0] = result.clocks.front();  // one Redis, no reads
+    for (const auto& [clock, u] : upto) _routed_max[clock] = std::max(_routed_max[clock], u);
     std::unordered_map<std::string_view, const stream_read*> by_channel;
     for (std::size_t i = 0; i < reads.size(); ++i) {
         const std::string& channel = reads[i].channel;
@@ -353,7 +442,7 @@ void redis_subscriber::finish_batch() {
             continue;  // else abandoned meanwhile
         }
         // Only a channel subscribed all along can take what the read holds as its history.
-        if (_table.subscribed(channel)) _windows->seed(channel, result.reads[i], through);
+        if (_table.subscribed(channel)) _windows->seed(channel, result.reads[i], upto[clock_of(channel)]);
         by_channel[channel] = &result.reads[i];
     }
     std::erase_if(_resumes, [&](pending_resume& p) {
@@ -366,20 +455,31 @@ void redis_subscriber::finish_batch() {
                 p.batch = 0;
                 return false;
             }
+        // Each channel's bound: its clock as read now (or, not read, what was routed on it).
+        std::vector<stream_id> through;
+        through.reserve(req.channels.size());
+        stream_id known;
+        for (const auto& c : req.channels) {
+            const std::size_t clock = clock_of(c);
+            auto u = upto.find(clock);
+            through.push_back(u != upto.end() ? u->second : _routed_max[clock]);
+            known = std::max({known, through.back(), _routed_max[clock]});
+        }
         if (!req.from) {
-            reset(p.shard, req, through, reset_reason::malformed);
+            reset(p.shard, req, std::move(through), reset_reason::malformed);
             return true;
         }
         const stream_id from = *req.from;
-        if (from > through) {
-            reset(p.shard, req, through, reset_reason::unknown);
+        if (from > known) {
+            reset(p.shard, req, std::move(through), reset_reason::unknown);
             return true;
         }
         std::vector<history_entry> entries;
-        for (const auto& c : req.channels) {
+        for (std::size_t k = 0; k < req.channels.size(); ++k) {
+            const std::string& c = req.channels[k];
             const history_window* w = _windows->find(c);
             if (w && w->covers(from) && !_catch_ups.contains(c)) {
-                w->collect(from, through, entries);
+                w->collect(from, through[k], entries);
                 continue;
             }
             auto it = by_channel.find(c);
@@ -389,7 +489,7 @@ void redis_subscriber::finish_batch() {
             }
             const stream_read& read = *it->second;
             if (!read.covers(from)) {
-                reset(p.shard, req, through, reset_reason::trimmed);
+                reset(p.shard, req, std::move(through), reset_reason::trimmed);
                 return true;
             }
             if (read.truncated) {
@@ -399,14 +499,14 @@ void redis_subscriber::finish_batch() {
                     p.batch = 0;
                     return false;
                 }
-                reset(p.shard, req, through, reset_reason::too_long);
+                reset(p.shard, req, std::move(through), reset_reason::too_long);
                 return true;
             }
             for (const auto& e : read.entries)
-                if (e.id > from && e.id <= through && e.frame) entries.push_back(e);
+                if (e.id > from && e.id <= through[k] && e.frame) entries.push_back(e);
         }
         _hm->from_redis.bump();
-        replay_entries(p.shard, req, std::move(entries), through);
+        replay_entries(p.shard, req, std::move(entries), std::move(through));
         return true;
     });
     // What the reads seeded may answer the requests that came while they were made.
@@ -415,9 +515,9 @@ void redis_subscriber::finish_batch() {
 
 // The history after the stream's id, in id order; past the replay bounds, a reset instead.
 void redis_subscriber::replay_entries(unsigned shard, const resume_request& req,
-                                      std::vector<history_entry> entries, stream_id through) {
+                                      std::vector<history_entry> entries, std::vector<stream_id> through) {
     if (entries.size() > limits::replay_max_entries || frame_bytes(entries) > limits::replay_max_bytes) {
-        reset(shard, req, through, reset_reason::too_long);
+        reset(shard, req, std::move(through), reset_reason::too_long);
         return;
     }
     std::sort(entries.begin(), entries.end(),
@@ -426,11 +526,13 @@ void redis_subscriber::replay_entries(unsigned shard, const resume_request& req,
     frames.reserve(entries.size());
     for (auto& e : entries) frames.push_back(std::move(e.frame));
     _hm->replayed.bump(frames.size());
-    send_answer(shard, req, replay::entries, std::move(frames), through);
+    send_answer(shard, req, replay::entries, std::move(frames), std::move(through));
 }
 
-// A jugglite-reset with the head as its id, counted by its reason.
-void redis_subscriber::reset(unsigned shard, const resume_request& req, stream_id through, reset_reason why) {
+// A jugglite-reset with the head (the newest of the channels' bounds) as its id, counted by
+// its reason.
+void redis_subscriber::reset(unsigned shard, const resume_request& req, std::vector<stream_id> through,
+                             reset_reason why) {
     std::string_view name;
     switch (why) {
         case reset_reason::trimmed: _hm->resets_trimmed.bump(), name = "trimmed"; break;
@@ -438,14 +540,16 @@ void redis_subscriber::reset(unsigned shard, const resume_request& req, stream_i
         case reset_reason::malformed: _hm->resets_malformed.bump(), name = "malformed"; break;
         case reset_reason::too_long: _hm->resets_too_long.bump(), name = "too_long"; break;
     }
-    send_answer(shard, req, replay::reset, {make_reset_frame(through, name, req.from)}, through);
+    const stream_id head = through.empty() ? stream_id{} : std::ranges::max(through);
+    send_answer(shard, req, replay::reset, {make_reset_frame(head, name, req.from)}, std::move(through));
 }
 
 // Queues the answer for the stream's shard.
 void redis_subscriber::send_answer(unsigned shard, const resume_request& req, replay::outcome_t outcome,
-                                   std::vector<frame_ref> frames, stream_id through) {
-    _answer_backlog[shard].push_back(
-        std::make_unique<replay>(replay{req.conn, req.gen, outcome, std::move(frames), through}));
+                                   std::vector<frame_ref> frames, std::vector<stream_id> through) {
+    const stream_id head = through.empty() ? stream_id{} : std::ranges::max(through);
+    _answer_backlog[shard].push_back(std::make_unique<replay>(
+        replay{req.conn, req.gen, outcome, std::move(frames), head, std::move(through)}));
 }
 
 // Answers go in the shard's message queue. One it can't take waits here: its place among

@@ -121,10 +121,14 @@ void redis_subscriber::go_live(node_link& l, std::int64_t now) noexcept {
     l.resynced = false;
     set_state(redis_status::resubscribing);
     if (l.replica) send(l, command::readonly, {}, now);
-    // With history, the marker channel first: batches of reads wait for it.
+    // With history, the marker channel first: batches of reads wait for it. On a cluster
+    // each slot's marker is subscribed when a read in that slot first needs it.
     if (_history) {
-        history_link_up(channels);
-        send(l, command::marker, {_marker}, now);
+        history_link_up();
+        if (!_topology_link) {
+            l.markers[0] = false;
+            send(l, command::marker, {_marker}, now);
+        }
     }
     send_batched(l, command::subscribe, std::move(channels), now);
     send(l, command::resync_ping, {}, now);
@@ -147,6 +151,7 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
     l.fifo.clear();
     l.resynced = false;
     l.resyncs_pending = 0;
+    l.markers.clear();
     if (l.kind == node_link::role_check) {
         // Nobody can tell what the replica is doing: not fit to read from.
         if (l.owner) set_fit(*l.owner, false, "its ROLE check link was lost");
@@ -154,11 +159,16 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
         set_subscribed(l, 0);
         auto confirmed = _table.on_link_lost(l.id);
         if (_topology_link) {
-            // Only this node's channels wait; a lost node may be failing over.
-            for (const auto& [name, mask] : confirmed) notify(mask, channel_notice::unconfirmed, name);
+            // Only this node's channels wait (a lost node may be failing over), and only
+            // their history windows may have missed messages.
+            for (const auto& [name, mask] : confirmed) {
+                notify(mask, channel_notice::unconfirmed, name);
+                if (_history) history_missed(name);
+            }
             refresh_topology("a node's link was lost");
+        } else if (_history) {
+            history_link_lost();
         }
-        if (_history) history_link_lost();
     }
     set_state(redis_status::disconnected);
     // A link that lived a while is retried at once. One that died young, or never got
@@ -209,7 +219,7 @@ void redis_subscriber::send(node_link& l, command::kind_t kind, std::vector<std:
     switch (kind) {
         case command::auth: verb = "AUTH"; break;
         case command::subscribe: verb = sharded ? "SSUBSCRIBE" : "SUBSCRIBE"; break;
-        case command::marker: verb = "SUBSCRIBE"; break;
+        case command::marker: verb = sharded ? "SSUBSCRIBE" : "SUBSCRIBE"; break;
         case command::unsubscribe: verb = sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE"; break;
         case command::ping:
         case command::resync_ping: verb = "PING"; break;

@@ -121,7 +121,7 @@ private:
     void prepare_resume(connection& c, const std::string& last_event_id);
     void ask_resume(connection& c, std::uint32_t id, std::vector<std::string> channels) noexcept;
     void flush_resumes() noexcept;
-    void hold(connection& c, std::uint32_t id, const frame_ref& f) noexcept;
+    void hold(connection& c, std::uint32_t id, const frame_ref& f, std::uint16_t channel) noexcept;
     void on_replay(replay& r) noexcept;
     void feed_replay(connection& c, std::uint32_t id) noexcept;
     // Connection events (shard_events.cpp): a register record is built at admission and
@@ -178,7 +178,7 @@ private:
 
     // Data path.
     void drain_messages() noexcept;
-    void deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcept;
+    void deliver(connection& c, std::uint32_t id, const frame_ref& f, std::uint16_t channel = 0) noexcept;
     void start_send(connection& c, std::uint32_t id) noexcept;
     void close_slow_consumers() noexcept;
     void start_queued_sends() noexcept;

@@ -34,7 +34,7 @@ void shard::drain_messages() noexcept {
         // records slow consumers in _to_close instead.
         for (const subscriber& s : entry->subscribers) {
             connection& c = _conns[s.conn];
-            deliver(c, s.conn, msg->frame);
+            deliver(c, s.conn, msg->frame, s.slot_in_conn);
             if (c.xhr) note_longpoll_message(c);
         }
         close_slow_consumers();
@@ -58,12 +58,12 @@ void shard::start_queued_sends() noexcept {
     _to_send.clear();
 }
 
-void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f) noexcept {
+void shard::deliver(connection& c, std::uint32_t id, const frame_ref& f, std::uint16_t channel) noexcept {
     // A connection refused here is closed before the next message reaches it (see
     // close_slow_consumers), so enqueue's answer is the only check of the cap.
     if (c.state != conn_state::streaming) return;
     if (c.extras && c.extras->resume) {
-        hold(c, id, f);
+        hold(c, id, f, channel);
         return;
     }
     // Outside a send, frames wait only while the connection is listed in _to_send: list it

@@ -2,7 +2,8 @@
 // lastEventId) starts like any other; once Redis has confirmed its channels, its headers
 // go out and its request goes to the redis thread. Until the answer, the live frames that
 // reach it are held. The answer says up to which id it accounts for every entry
-// (replay::through): held frames up to there are in it, later ones follow it. The replay
+// (replay::through, per channel on a cluster): held frames up to there are in it, later
+// ones follow it. The replay
 // is then queued a little at a time as sends complete, so a long one never meets
 // --max-pending, and the held frames go after it.
 #include <fmt/format.h>
@@ -44,10 +45,10 @@ void shard::flush_resumes() noexcept {
 
 // A live frame for a stream whose replay is not all queued: it waits behind the replay.
 // The held frames are bounded like a queue: past --max-pending the stream is a slow consumer.
-void shard::hold(connection& c, std::uint32_t id, const frame_ref& f) noexcept {
+void shard::hold(connection& c, std::uint32_t id, const frame_ref& f, std::uint16_t channel) noexcept {
     resume_state& r = *c.extras->resume;
     try {
-        r.held.push_back(f);
+        r.held.push_back({f, channel});
     } catch (const std::bad_alloc&) {
         _to_close.push_back(id);
         return;
@@ -71,10 +72,12 @@ void shard::on_replay(replay& a) noexcept {
     resume_state& r = *c.extras->resume;
     r.answered = true;
     r.replay.assign(std::make_move_iterator(a.frames.begin()), std::make_move_iterator(a.frames.end()));
-    // Held frames with an id up to `through` are in the replay (or before the client's id).
-    std::erase_if(r.held, [&](const frame_ref& f) {
-        if (f->id().empty() || f->id() > a.through) return false;
-        r.held_bytes -= f->size();
+    // Held frames with an id up to their channel's `through` are in the replay (or before
+    // the client's id).
+    std::erase_if(r.held, [&](const resume_state::held_frame& h) {
+        const stream_id through = h.channel < a.through_each.size() ? a.through_each[h.channel] : a.through;
+        if (h.frame->id().empty() || h.frame->id() > through) return false;
+        r.held_bytes -= h.frame->size();
         return true;
     });
     feed_replay(c, a.conn);
@@ -86,10 +89,15 @@ void shard::on_replay(replay& a) noexcept {
 void shard::feed_replay(connection& c, std::uint32_t id) noexcept {
     resume_state& r = *c.extras->resume;
     while (c.unsent_bytes() < limits::replay_feed_bytes && (!r.replay.empty() || !r.held.empty())) {
-        auto& from = r.replay.empty() ? r.held : r.replay;
-        frame_ref f = std::move(from.front());
-        from.pop_front();
-        if (&from == &r.held) r.held_bytes -= f->size();
+        frame_ref f;
+        if (!r.replay.empty()) {
+            f = std::move(r.replay.front());
+            r.replay.pop_front();
+        } else {
+            f = std::move(r.held.front().frame);
+            r.held.pop_front();
+            r.held_bytes -= f->size();
+        }
         try {
             (void)c.enqueue(std::move(f), SIZE_MAX);
         } catch (const std::bad_alloc&) {

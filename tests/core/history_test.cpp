@@ -74,5 +74,5 @@ TEST_CASE("on a cluster the clock is per slot, in the channel's slot, and the en
     const std::string cluster = history_library(s);
     CHECK(cluster.find("local CLOCK_PER_SLOT = true") != std::string::npos);
     CHECK(cluster.find("local PUBLISH = \"SPUBLISH\"") != std::string::npos);
-    CHECK(history_fingerprint(s).ends_with(" clock=slot publish=spublish"));
+    CHECK(history_fingerprint(s).ends_with(" clock=slot-us publish=spublish"));
 }

@@ -87,6 +87,18 @@ TEST_CASE("a catch-up whose tail was trimmed restarts the window at what the rea
     CHECK(a->covers(id(30)));
 }
 
+TEST_CASE("one channel's window goes stale when its own link is lost, the others stay known") {
+    history_windows w(1 << 20, 100);
+    w.on_live("a", entry(id(10)), id(5));
+    w.on_live("b", entry(id(11)), id(6));
+    w.missed("a");
+    w.missed("nobody");  // no window: nothing to do
+    CHECK(w.find("a")->status() == history_window::state::stale);
+    CHECK_FALSE(w.find("a")->covers(id(5)));
+    CHECK(w.find("b")->covers(id(6)));
+    CHECK(w.stale_channels() == std::vector<std::string>{"a"});
+}
+
 TEST_CASE("a read seeds an unknown window and extends a known one backwards") {
     history_windows w(1 << 20, 100);
     // Unknown: the read from 10 (which still exists) is the whole history after 10.

@@ -26,6 +26,16 @@ TEST_CASE("hash tags follow the Redis Cluster specification") {
     CHECK(key_slot("a{}b") == 13694);  // CLUSTER KEYSLOT a{}b
 }
 
+TEST_CASE("the slot of a namespace and a name is the slot of the two joined") {
+    const char* parts[] = {"", "ns:", "{ns}:", "ns{", "{", "}", "{}", "a}b", "x{y}", "user:{42}:feed", "}{", "{z"};
+    for (const char* prefix : parts)
+        for (const char* name : parts) {
+            CAPTURE(prefix);
+            CAPTURE(name);
+            CHECK(key_slot(prefix, name) == key_slot(std::string(prefix) + name));
+        }
+}
+
 TEST_CASE("every slot has a short tag, and a history key lives in its channel's slot") {
     for (unsigned s = 0; s < cluster_slots; ++s) {
         auto tag = slot_tag(static_cast<std::uint16_t>(s));

@@ -237,6 +237,13 @@ ${site}
       encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   }
 
+  // FCALL jugglite_publish (--history) on the channel's node; the entry id.
+  async fcall(channel, payload) {
+    const port = this.cluster ? this.clusterMasterOf(channel) ?? this.redisPort : this.redisPort;
+    return execFileSync('redis-cli', ['-p', String(port), 'FCALL', 'jugglite_publish', '1', channel, payload], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  }
+
   // PUBLISH, or on a cluster SPUBLISH on the channel's master.
   publish(channel, payload) { return this.redis(this.cluster ? 'SPUBLISH' : 'PUBLISH', channel, payload); }
 

@@ -20,7 +20,7 @@ after(async () => {
   await stack.stop();
 });
 
-const fcall = (channel, payload) => stack.redis('FCALL', 'jugglite_publish', '1', channel, payload);
+const fcall = (channel, payload) => stack.fcall(channel, payload);
 
 const openPage = (channel) => openPageIn(stack, browser, channel);
 

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -253,8 +254,8 @@ TEST_CASE("cluster: flags that don't go together are refused with a clear error"
     r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--redis-cluster-pubsub", "classic",
                       "--redis-read-from", "replica"});
     CHECK(r.output.find("--redis-read-from replica needs sharded pub/sub") != std::string::npos);
-    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--history"});
-    CHECK(r.output.find("--history does not run on --redis-cluster yet") != std::string::npos);
+    r = run_jugglite({"--redis-cluster", "redis://127.0.0.1:2", "--redis-cluster-pubsub", "classic", "--history"});
+    CHECK(r.output.find("--history on --redis-cluster needs --redis-cluster-pubsub sharded") != std::string::npos);
 }
 
 TEST_CASE("cluster: --redis-read-from replica subscribes on replicas, and on the master while one is cut off") {
@@ -377,4 +378,179 @@ TEST_CASE("cluster: the history library runs on each channel's master: per-slot 
         CHECK(cluster.command(master, {"GET", history_clock_key(settings, channel)}) == second);
         CHECK(cluster.command(master, {"XLEN", history_key(settings, channel)}) == "2");
     }
+}
+
+namespace {
+
+// FCALL jugglite_publish on the channel's master now; the entry id.
+std::string fcall(redis_cluster& cluster, const std::string& channel, const std::string& payload) {
+    return cluster.command(cluster.master_of(channel), {"FCALL", "jugglite_publish", "1", channel, payload});
+}
+
+// Until jugglite has loaded its library into every master.
+bool library_everywhere(redis_cluster& cluster) {
+    for (int m : cluster.masters())
+        if (cluster.command(m, {"FCALL_RO", "jugglite_version", "0"}) != "1") return false;
+    return true;
+}
+
+// Two channels whose slots live on different masters.
+std::pair<std::string, std::string> two_masters(redis_cluster& cluster, const std::string& stem) {
+    const std::string a = stem + "-a";
+    for (int i = 0;; ++i) {
+        std::string b = stem + "-b" + std::to_string(i);
+        if (cluster.master_of(b) != cluster.master_of(a)) return {a, b};
+    }
+}
+
+}  // namespace
+
+TEST_CASE("cluster: a stream resumes channels of two masters, each from its own slot's history") {
+    redis_cluster cluster;
+    jugglite_server node({"--redis-cluster", cluster.seeds(6), "--history"});
+    REQUIRE(eventually([&] { return answers_200(node.port(), "/healthz") && library_everywhere(cluster); }));
+    const auto [a, b] = two_masters(cluster, "rs");
+    const std::string target = "/stream?channel=" + a + "," + b;
+
+    auto live = open_stream(node.port(), target);
+    for (const auto& m : {"1", "2"}) {
+        fcall(cluster, a, std::string("a") + m);
+        fcall(cluster, b, std::string("b") + m);
+    }
+    REQUIRE(live.read_until("data: b2\n\n"));
+    auto seen = events_of(live.body());
+    REQUIRE(seen.size() == 4);
+    const std::string last = seen.back().id;
+    live.close();
+
+    // Published while the client was away, on both masters, each with its slot's clock.
+    std::vector<std::string> missed;
+    for (const auto& m : {"3", "4"}) {
+        for (const auto& [ch, stem] : {std::pair{a, "a"}, std::pair{b, "b"}}) {
+            missed.push_back(stem + std::string(m));
+            fcall(cluster, ch, missed.back());
+        }
+    }
+    // The node kept the channels through their unsubscribe grace: its windows answer.
+    auto back = resume(node.port(), target, last);
+    REQUIRE(back.read_until("data: b4\n\n", 10s));
+    fcall(cluster, a, "a5");
+    REQUIRE(back.read_until("data: a5\n\n", 10s));
+    missed.push_back("a5");
+    CHECK(data_of(events_of(back.body())) == missed);
+    CHECK(metric(node.port(), R"(jugglite_history_resumes_answered_total{source="memory"})") == 1);
+
+    // A node that has never seen these channels reads both masters.
+    jugglite_server other({"--redis-cluster", cluster.seeds(6), "--history"});
+    REQUIRE(eventually([&] { return answers_200(other.port(), "/healthz"); }));
+    auto elsewhere = resume(other.port(), target, last);
+    REQUIRE(elsewhere.read_until("data: a5\n\n", 10s));
+    fcall(cluster, b, "b5");
+    REQUIRE(elsewhere.read_until("data: b5\n\n", 10s));
+    missed.push_back("b5");
+    CHECK(data_of(events_of(elsewhere.body())) == missed);
+    CHECK(metric(other.port(), R"(jugglite_history_resumes_answered_total{source="redis"})") == 1);
+}
+
+TEST_CASE("cluster: with history, a stream whose master fails over misses nothing and gets nothing twice") {
+    redis_cluster cluster;
+    jugglite_server node({"--redis-cluster", cluster.seeds(6), "--history"});
+    REQUIRE(eventually([&] { return answers_200(node.port(), "/healthz") && library_everywhere(cluster); }));
+    const auto [a, b] = two_masters(cluster, "fh");
+    auto stream = open_stream(node.port(), "/stream?channel=" + a + "," + b);
+    std::vector<std::string> sent;
+    std::map<std::string, std::string> on;  // payload -> channel
+    auto publish = [&](const std::string& ch, const std::string& payload) {
+        fcall(cluster, ch, payload);
+        sent.push_back(payload);
+        on[payload] = ch;
+    };
+    for (int i = 0; i < 3; ++i) publish(i % 2 ? b : a, "m" + std::to_string(i));
+    REQUIRE(stream.read_until("data: m2\n\n"));
+    // The replicas hold what was published before the master goes.
+    REQUIRE(eventually([&] { return cluster.replicas_synced(); }));
+
+    const int victim = cluster.master_of(a);
+    cluster.kill(victim);
+    // Publish on a as soon as its new master takes writes: part of it lands while jugglite
+    // has no subscription there, and comes back by catching up from the stream.
+    int i = 3;
+    const bool written = eventually(
+        [&] {
+            const int m = cluster.master_of(a);
+            if (m == 0 || m == victim) return false;
+            const std::string payload = "m" + std::to_string(i);
+            if (!stream_id::parse(cluster.command(m, {"FCALL", "jugglite_publish", "1", a, payload}))) return false;
+            sent.push_back(payload);
+            on[payload] = a;
+            ++i;
+            return answers_200(node.port(), "/healthz");
+        },
+        30s);
+    REQUIRE(written);
+    for (int k = 0; k < 3; ++k, ++i) publish(i % 2 ? b : a, "m" + std::to_string(i));
+    REQUIRE(stream.read_until("data: " + sent.back() + "\n\n", 15s));
+    CHECK_FALSE(stream.closed());
+    // Each exactly once, in publish order within each channel.
+    auto got = data_of(events_of(stream.body()));
+    CHECK(std::multiset<std::string>(got.begin(), got.end()) == std::multiset<std::string>(sent.begin(), sent.end()));
+    for (const std::string& ch : {a, b}) {
+        std::vector<std::string> on_ch;
+        for (const auto& p : got)
+            if (on.at(p) == ch) on_ch.push_back(p);
+        std::vector<std::string> want;
+        for (const auto& p : sent)
+            if (on.at(p) == ch) want.push_back(p);
+        CHECK(on_ch == want);
+    }
+    MESSAGE("published " << sent.size() << " messages across the failover; catch-ups "
+                         << metric(node.port(), "jugglite_history_catch_ups_total") << ", messages caught up "
+                         << metric(node.port(), "jugglite_history_caught_up_messages_total"));
+    CHECK(metric(node.port(), "jugglite_history_catch_ups_total") >= 1);
+}
+
+TEST_CASE("cluster: each channel's replay ends at its own slot's clock, so a slot far ahead hides no live message") {
+    redis_cluster cluster;
+    jugglite_server node({"--redis-cluster", cluster.seeds(6), "--history"});
+    REQUIRE(eventually([&] { return answers_200(node.port(), "/healthz") && library_everywhere(cluster); }));
+    const auto [a, b] = two_masters(cluster, "ahead");
+    const std::string from = fcall(cluster, a, "a-first");
+    // b's slot clock an hour ahead (a master whose clock ran fast): its ids are all greater
+    // than anything a publishes meanwhile. One bound for both channels would count a's live
+    // messages held during the resume as replayed, and drop them.
+    history_settings settings;
+    settings.clock_per_slot = true;
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch()).count();
+    REQUIRE(cluster.command(cluster.master_of(b), {"SET", history_clock_key(settings, b),
+                                                   std::to_string(now_ms + 3'600'000) + "-0"}) == "OK");
+    fcall(cluster, b, "b-ahead");
+
+    // a publishes without pause while the stream resumes.
+    std::atomic<int> published{0};
+    std::atomic<bool> stop{false};
+    std::thread publisher([&, a = a] {
+        redis_client r(cluster.master_of(a));
+        for (int i = 0; !stop.load() && i < 100'000; ++i) {
+            r.command({"FCALL", "jugglite_publish", "1", a, "a" + std::to_string(i)});
+            published = i + 1;
+        }
+    });
+    REQUIRE(eventually([&] { return published.load() >= 50; }));
+    auto c = resume(node.port(), "/stream?channel=" + a + "," + b, from);
+    const bool started = c.read_until(": registered", 10s);
+    std::this_thread::sleep_for(300ms);
+    stop = true;
+    publisher.join();
+    REQUIRE(started);
+    const std::string last = "a" + std::to_string(published.load() - 1);
+    REQUIRE(c.read_until("data: " + last + "\n\n", 10s));
+    std::vector<std::string> want{"b-ahead"}, got_a;
+    for (int i = 0; i < published.load(); ++i) want.push_back("a" + std::to_string(i));
+    auto got = data_of(events_of(c.body()));
+    CHECK(std::multiset<std::string>(got.begin(), got.end()) == std::multiset<std::string>(want.begin(), want.end()));
+    for (const auto& p : got)
+        if (p != "b-ahead") got_a.push_back(p);
+    CHECK(std::equal(got_a.begin(), got_a.end(), want.begin() + 1, want.end()));
+    MESSAGE(published.load() << " messages published on a during the resume");
 }

@@ -80,4 +80,48 @@ inline raw_client open_stream(int port, std::string_view target) {
     return c;
 }
 
+struct sse_event {
+    std::string event, id, data;
+};
+
+// The events in an SSE body, comments left out.
+inline std::vector<sse_event> events_of(std::string_view body) {
+    std::vector<sse_event> out;
+    std::size_t start = 0;
+    while (true) {
+        auto end = body.find("\n\n", start);
+        if (end == std::string_view::npos) break;
+        std::string_view block = body.substr(start, end - start);
+        start = end + 2;
+        sse_event e;
+        bool any = false;
+        std::size_t p = 0;
+        while (p <= block.size()) {
+            auto nl = block.find('\n', p);
+            std::string_view line = block.substr(p, nl == std::string_view::npos ? std::string_view::npos : nl - p);
+            p = nl == std::string_view::npos ? block.size() + 1 : nl + 1;
+            auto field = [&](std::string_view name) { return line.starts_with(name) ? line.substr(name.size()) : std::string_view{}; };
+            if (line.starts_with("data: ")) e.data += std::string(e.data.empty() ? "" : "\n") + std::string(field("data: ")), any = true;
+            else if (line.starts_with("id: ")) e.id = field("id: "), any = true;
+            else if (line.starts_with("event: ")) e.event = field("event: "), any = true;
+        }
+        if (any) out.push_back(std::move(e));
+    }
+    return out;
+}
+
+inline std::vector<std::string> data_of(const std::vector<sse_event>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events) out.push_back(e.data);
+    return out;
+}
+
+// A stream request that resumes after `last_id`.
+inline raw_client resume(int port, std::string_view target, std::string_view last_id) {
+    auto c = raw_client::tcp(port);
+    c.send("GET " + std::string(target) + " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n" +
+           "Last-Event-ID: " + std::string(last_id) + "\r\n\r\n");
+    return c;
+}
+
 }  // namespace test
