@@ -165,7 +165,16 @@ std::vector<std::string> with_environment(int argc, char** argv, const cxxopts::
                 std::string_view a = argv[i];
                 if (a == "--" + name || a.starts_with("--" + name + "=")) given = true;
             }
-            if (!given) args.push_back("--" + name + "=" + value);
+            if (given) continue;
+            if (!opt.is_boolean) {
+                args.push_back("--" + name + "=" + value);
+                continue;
+            }
+            // A switch (--history): its variable says whether it is on.
+            const std::string_view v = value;
+            if (v == "1" || v == "true" || v == "yes" || v == "on") args.push_back("--" + name);
+            else if (!v.empty() && v != "0" && v != "false" && v != "no" && v != "off")
+                throw usage_error(fmt::format("{}={} must be true or false", var, v));
         }
     }
     return args;

@@ -153,6 +153,17 @@ TEST_CASE("flags: bad values exit 2 with one clear line - env variables - --vers
     CHECK(r.status == 2);
     CHECK(r.output.find("--keepalive must be between 1 and 3600 (got 0)") != std::string::npos);
 
+    // A switch from the environment is on or off as its value says.
+    r = run_jugglite({}, {"JUGGLITE_HISTORY=maybe"});
+    CHECK(r.status == 2);
+    CHECK(r.output.find("JUGGLITE_HISTORY=maybe must be true or false") != std::string::npos);
+    {
+        jugglite_server off({}, shared_redis().url(), {"JUGGLITE_HISTORY=false"});
+        CHECK(off.log().find(" history=off") != std::string::npos);
+        jugglite_server on({}, shared_redis().url(), {"JUGGLITE_HISTORY=true"});
+        CHECK(on.log().find(" history=on(") != std::string::npos);
+    }
+
     r = run_jugglite({"--version"});
     CHECK(r.status == 0);
     CHECK(r.output.starts_with("jugglite "));
