@@ -111,7 +111,8 @@ shard_mask subscription_table::on_dropped(std::string_view name, link_id link) {
     return told_ready;
 }
 
-std::vector<std::pair<std::string, shard_mask>> subscription_table::on_link_lost(link_id link) {
+std::vector<std::pair<std::string, shard_mask>> subscription_table::on_link_lost(link_id link,
+                                                                              std::vector<std::string>* forgotten) {
     // Grace deadlines of the channels reset here are skipped by expire(): their
     // unsubscribe_at no longer matches.
     std::vector<std::pair<std::string, shard_mask>> confirmed;
@@ -126,7 +127,12 @@ std::vector<std::pair<std::string, shard_mask>> subscription_table::on_link_lost
         c.last = told::nothing;
         c.unanswered = 0;
         c.unsubscribe_at = 0;
-        it = c.shards == 0 ? erase(it) : std::next(it);
+        if (c.shards != 0) {
+            ++it;
+            continue;
+        }
+        if (forgotten) forgotten->push_back(it->first);
+        it = erase(it);
     }
     return confirmed;
 }

@@ -74,8 +74,10 @@ public:
 
     // `link` is gone: nothing is subscribed on it any more and no reply will come from it.
     // Returns the channels whose subscription had been confirmed there, with the shards
-    // that were told so.
-    std::vector<std::pair<std::string, shard_mask>> on_link_lost(link_id link = 0);
+    // that were told so. Channels no shard wanted any more (in their grace period) are
+    // forgotten; with `forgotten`, their names are added to it.
+    std::vector<std::pair<std::string, shard_mask>> on_link_lost(link_id link = 0,
+                                                                 std::vector<std::string>* forgotten = nullptr);
     // `link` is live (a new connection, or a place() that moved channels to it): every
     // wanted channel on it that is not subscribed or being subscribed there is to be
     // subscribed. Returns them; the caller sends them in batches.

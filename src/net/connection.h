@@ -68,6 +68,9 @@ struct resume_state {
         std::uint16_t channel;  // its channel's index in the stream's list (and the request's)
     };
     std::deque<held_frame> held;    // live frames behind the replay, in arrival order
+    // Per channel of the stream: its index in the request (channels dropped since shift
+    // the stream's own indices, not the answer's).
+    std::vector<std::uint16_t> asked;
     std::size_t held_bytes = 0;
 };
 

@@ -212,17 +212,20 @@ bool history_reader::ensure_library(node& n) noexcept {
     return true;
 }
 
-// The reads of one batch, grouped by node (one on --redis); a node that can't be reached
-// fails the batch, which the redis thread asks again.
+// The reads of one batch, grouped by node (one on --redis). On a cluster a node that can't
+// be read fails its own reads, which the redis thread asks again; the others stand. The
+// batch fails when no read stands.
 history_batch_result history_reader::execute(const history_batch& b) noexcept {
     history_batch_result out;
     out.token = b.token;
     try {
         out.reads.resize(b.reads.size());
         out.clocks.resize(b.reads.size());
+        out.failed.assign(b.reads.size(), 0);
         std::vector<bool> done(b.reads.size(), false);
         std::vector<std::size_t> group;
         const std::int64_t now = monotonic_ms();
+        std::size_t failed = 0;
         for (std::size_t i = 0; i < b.reads.size(); ++i) {
             if (done[i]) continue;
             group.clear();
@@ -234,13 +237,16 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
             node& n = node_for(b.reads[i].host, b.reads[i].port);
             if (!usable(n, now) || !execute_on(n, b, group, out)) {
                 _metrics.read_errors.bump();
-                return history_batch_result{b.token};
+                for (std::size_t j : group) out.failed[j] = 1;
+                failed += group.size();
             }
         }
+        if (failed > 0 && (!_cfg.cluster() || failed == b.reads.size())) return history_batch_result{b.token};
         // A batch of no reads (one Redis: resumes its windows answer) still reads the clock.
         if (b.reads.empty()) {
+            if (_cfg.cluster()) return out;
             node& n = *_nodes.front();
-            if (_cfg.cluster() || !usable(n, now) || !execute_on(n, b, {}, out)) {
+            if (!usable(n, now) || !execute_on(n, b, {}, out)) {
                 _metrics.read_errors.bump();
                 return history_batch_result{b.token};
             }
@@ -290,6 +296,8 @@ bool history_reader::execute_on(node& n, const history_batch& b, std::span<const
         }
         commands.push_back({"EXEC"});
     }
+    std::vector<redis_reply_ptr> execs;
+    execs.reserve(slots.size());
     for (const auto& args : commands) {
         if (!redis_append(n.ctx.get(), args)) {
             disconnect(n, n.ctx->errstr, monotonic_ms());
@@ -297,15 +305,20 @@ bool history_reader::execute_on(node& n, const history_batch& b, std::span<const
         }
     }
     // MULTI and each queued command answer +OK / +QUEUED; then EXEC's array.
-    std::vector<redis_reply_ptr> execs;
-    for (std::size_t i = 0; i < commands.size(); ++i) {
-        void* raw = nullptr;
-        if (redisGetReply(n.ctx.get(), &raw) != REDIS_OK) {
-            disconnect(n, n.ctx->errstr, monotonic_ms());
-            return false;
+    try {
+        for (std::size_t i = 0; i < commands.size(); ++i) {
+            void* raw = nullptr;
+            if (redisGetReply(n.ctx.get(), &raw) != REDIS_OK) {
+                disconnect(n, n.ctx->errstr, monotonic_ms());
+                return false;
+            }
+            redis_reply_ptr r(static_cast<redisReply*>(raw));
+            if (commands[i].front() == "EXEC") execs.push_back(std::move(r));
         }
-        redis_reply_ptr r(static_cast<redisReply*>(raw));
-        if (commands[i].front() == "EXEC") execs.push_back(std::move(r));
+    } catch (const std::bad_alloc&) {
+        // Replies are left unread: the connection no longer lines up with its commands.
+        disconnect(n, "out of memory reading a batch", monotonic_ms());
+        throw;
     }
     _metrics.batches.bump();
     _metrics.reads.bump(reads.size());

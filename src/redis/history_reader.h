@@ -58,6 +58,8 @@ struct history_batch_result {
     // Per read: the newest id its clock (the one clock, or its slot's) had issued when it
     // was read.
     std::vector<stream_id> clocks;
+    // Per read, on a cluster: its node could not be read (the others' reads stand).
+    std::vector<char> failed;
 };
 
 // A cluster master, where the library must be loaded.

@@ -101,7 +101,10 @@ void redis_subscriber::feed_replies(std::string_view bytes, const std::vector<st
     l.state = link_state::live;
     l.fifo.clear();
     try {
-        if (_history) l.fifo.push_back(command{command::marker, {_marker}, 0, 0});
+        if (_history) {
+            l.markers.emplace(0, false);
+            l.fifo.push_back(command{command::marker, {_marker}, 0, 0});
+        }
         for (std::size_t i = 0; i < channels.size(); ++i) {
             if (_table.want(channels[i], static_cast<unsigned>(i % _shards.size()), true) ==
                 subscription_table::want_result::subscribe)
@@ -261,7 +264,7 @@ void redis_subscriber::answer_front(node_link& l, const redisReply& r, std::int6
                 disconnect(l, fmt::format("unexpected reply to {} of the marker", kind));
                 return;
             }
-            l.markers[marker_slot(cmd.channels.front())] = true;
+            if (auto m = l.markers.find(marker_slot(cmd.channels.front())); m != l.markers.end()) m->second = true;
             l.fifo.pop_front();
             return;
         }

@@ -173,7 +173,8 @@ private:
     [[nodiscard]] bool is_marker(std::string_view channel) const noexcept;
     [[nodiscard]] std::uint16_t marker_slot(std::string_view channel) const noexcept;
     void on_marker(const node_link& l, std::string_view channel, std::string_view token) noexcept;
-    [[nodiscard]] bool readable(history_read& read, std::int64_t now);
+    [[nodiscard]] bool readable(history_read& read);
+    void subscribe_markers(std::int64_t now);
     [[nodiscard]] std::size_t clock_of(std::string_view channel) const noexcept;
     [[nodiscard]] stream_id& routed_max(std::string_view channel) noexcept {
         return _routed_max[clock_of(channel)];
@@ -290,6 +291,7 @@ private:
     std::vector<history_read> _batch_reads;
     std::optional<history_batch_result> _batch_result;
     std::vector<std::uint16_t> _batch_markers;  // the slots whose marker has not come back yet
+    std::vector<std::pair<link_id, std::uint16_t>> _markers_wanted;  // to subscribe (cluster)
     bool _recheck_resumes = false;       // a catch-up finished: waiting requests may be answered
     std::int64_t _batch_sent_ms = 0;
     std::int64_t _next_batch_ms = 0;

@@ -210,10 +210,10 @@ void redis_subscriber::on_marker(const node_link& l, std::string_view channel, s
 }
 
 // True when a read of `read.channel` can be placed among its live messages now: the link
-// it lives on is up and the marker of its clock is subscribed there (asked for here, on a
-// cluster, when it isn't). On a cluster this also says where the read goes: the channel's
-// slot, on that slot's master.
-bool redis_subscriber::readable(history_read& read, std::int64_t now) {
+// it lives on is up and the marker of its clock is subscribed there (on a cluster, one
+// that isn't is listed in `_markers_wanted`). On a cluster this also says where the read
+// goes: the channel's slot, on that slot's master.
+bool redis_subscriber::readable(history_read& read) {
     node_link* l = _topology_link ? find_link(_table.link_of(read.channel)) : _links.front().get();
     if (!l || l->state != link_state::live) return false;
     std::uint16_t slot = 0;
@@ -227,10 +227,20 @@ bool redis_subscriber::readable(history_read& read, std::int64_t now) {
         read.port = master->port;
     }
     if (auto it = l->markers.find(slot); it != l->markers.end()) return it->second;
-    if (!_topology_link) return false;  // subscribed when the link goes live
-    l->markers.emplace(slot, false);
-    send(*l, command::marker, {marker_channel(_cfg, slot)}, now);
+    if (_topology_link) _markers_wanted.emplace_back(l->id, slot);  // else subscribed when the link goes live
     return false;
+}
+
+// Subscribes the markers readable() found missing. Not from within readable(): a failed
+// send drops its link, which edits the catch-ups being walked.
+void redis_subscriber::subscribe_markers(std::int64_t now) {
+    for (const auto& [id, slot] : _markers_wanted) {
+        node_link* l = find_link(id);
+        if (!l || l->state != link_state::live || l->markers.contains(slot)) continue;
+        l->markers.emplace(slot, false);
+        send(*l, command::marker, {marker_channel(_cfg, slot)}, now);
+    }
+    _markers_wanted.clear();
 }
 
 // A batch that can't be finished (out of memory) is asked again, whole.
@@ -319,6 +329,12 @@ void redis_subscriber::take_history_results(std::int64_t now) {
             _next_batch_ms = now + limits::redis_backoff_min.count();
             continue;
         }
+        // The markers of slots whose node could not be read will not come.
+        for (std::size_t i = 0; i < r->failed.size() && i < _batch_reads.size(); ++i)
+            if (r->failed[i]) {
+                std::erase(_batch_markers, _batch_reads[i].slot);
+                _next_batch_ms = now + limits::redis_backoff_min.count();
+            }
         _batch_result = std::move(*r);
         if (_batch_markers.empty()) finish_batch_safely();
     }
@@ -345,7 +361,7 @@ void redis_subscriber::send_history_batch(std::int64_t now) {
         if (cu.batch != 0) continue;
         const history_window* w = _windows->find(channel);
         history_read read{channel, w ? w->tail() : stream_id{}, true};
-        if (!readable(read, now)) continue;
+        if (!readable(read)) continue;
         want(std::move(read));
         cu.batch = token;
     }
@@ -368,12 +384,13 @@ void redis_subscriber::send_history_batch(std::int64_t now) {
             else if (p.req.from && !(w && w->covers(*p.req.from)))
                 mine.push_back({c, *p.req.from});
         }
-        for (auto& read : mine) waits = waits || !readable(read, now);
+        for (auto& read : mine) waits = waits || !readable(read);
         if (waits) continue;
         for (auto& read : mine) want(std::move(read));
         p.batch = token;
         any_request = true;
     }
+    subscribe_markers(now);
     if (reads.empty() && !any_request) return;
     // The markers to wait for: the one, or one per slot read.
     std::vector<std::uint16_t> markers;
@@ -425,8 +442,14 @@ void redis_subscriber::finish_batch() {
     // Per clock read: every entry up to it has reached this thread (routed, or held by a
     // catch-up) or is in the reads. Should the clock key be missing or behind (deleted,
     // written under another prefix), the newest entry read stands in for it.
+    auto failed = [&](std::size_t i) { return i < result.failed.size() && result.failed[i]; };
     std::unordered_map<std::size_t, stream_id> upto;  // clock_of() -> that bound
+    std::unordered_set<std::string_view> unread;      // channels whose node failed
     for (std::size_t i = 0; i < reads.size(); ++i) {
+        if (failed(i)) {
+            unread.insert(reads[i].channel);
+            continue;
+        }
         stream_id& u = upto[clock_of(reads[i].channel)];
         u = std::max(u, result.clocks[i]);
         if (!result.reads[i].entries.empty()) u = std::max(u, result.reads[i].entries.back().id);
@@ -438,9 +461,12 @@ void redis_subscriber::finish_batch() {
         const std::string& channel = reads[i].channel;
         if (reads[i].catch_up) {
             auto cu = _catch_ups.find(channel);
-            if (cu != _catch_ups.end() && cu->second.batch == token) finish_catch_up(channel, result.reads[i]);
-            continue;  // else abandoned meanwhile
+            if (cu == _catch_ups.end() || cu->second.batch != token) continue;  // abandoned meanwhile
+            if (failed(i)) cu->second.batch = 0;  // read again in the next batch
+            else finish_catch_up(channel, result.reads[i]);
+            continue;
         }
+        if (failed(i)) continue;
         // Only a channel subscribed all along can take what the read holds as its history.
         if (_table.subscribed(channel)) _windows->seed(channel, result.reads[i], upto[clock_of(channel)]);
         by_channel[channel] = &result.reads[i];
@@ -449,22 +475,22 @@ void redis_subscriber::finish_batch() {
         if (p.batch != token) return false;
         const resume_request& req = p.req;
         // A channel whose catch-up began while the reads were made would be replayed twice
-        // (by the reads and by the catch-up): answer once it has caught up.
+        // (by the reads and by the catch-up): answer once it has caught up. One whose node
+        // could not be read is asked again.
         for (const auto& c : req.channels)
-            if (_catch_ups.contains(c)) {
+            if (_catch_ups.contains(c) || unread.contains(c)) {
                 p.batch = 0;
                 return false;
             }
         // Each channel's bound: its clock as read now (or, not read, what was routed on it).
         std::vector<stream_id> through;
         through.reserve(req.channels.size());
-        stream_id known;
         for (const auto& c : req.channels) {
             const std::size_t clock = clock_of(c);
             auto u = upto.find(clock);
             through.push_back(u != upto.end() ? u->second : _routed_max[clock]);
-            known = std::max({known, through.back(), _routed_max[clock]});
         }
+        const stream_id known = through.empty() ? stream_id{} : std::ranges::max(through);
         if (!req.from) {
             reset(p.shard, req, std::move(through), reset_reason::malformed);
             return true;

@@ -126,8 +126,11 @@ void redis_subscriber::go_live(node_link& l, std::int64_t now) noexcept {
     if (_history) {
         history_link_up();
         if (!_topology_link) {
-            l.markers[0] = false;
-            send(l, command::marker, {_marker}, now);
+            try {
+                l.markers.emplace(0, false);
+                send(l, command::marker, {_marker}, now);
+            } catch (const std::bad_alloc&) {  // resumes are answered from memory only
+            }
         }
     }
     send_batched(l, command::subscribe, std::move(channels), now);
@@ -157,14 +160,23 @@ void redis_subscriber::disconnect(node_link& l, std::string_view why) noexcept {
         if (l.owner) set_fit(*l.owner, false, "its ROLE check link was lost");
     } else if (l.kind == node_link::subscriber) {
         set_subscribed(l, 0);
-        auto confirmed = _table.on_link_lost(l.id);
+        std::vector<std::string> forgotten;
+        std::vector<std::pair<std::string, shard_mask>> confirmed;
+        try {
+            confirmed = _table.on_link_lost(l.id, _history ? &forgotten : nullptr);
+        } catch (const std::bad_alloc&) {  // a name that could not be listed
+            if (_history) history_link_lost();  // then every window catches up
+        }
         if (_topology_link) {
             // Only this node's channels wait (a lost node may be failing over), and only
-            // their history windows may have missed messages.
+            // their history windows may have missed messages. Those of channels no stream
+            // wants any more go with them.
             for (const auto& [name, mask] : confirmed) {
                 notify(mask, channel_notice::unconfirmed, name);
                 if (_history) history_missed(name);
             }
+            if (_history)
+                for (const auto& name : forgotten) _windows->forget(name);
             refresh_topology("a node's link was lost");
         } else if (_history) {
             history_link_lost();

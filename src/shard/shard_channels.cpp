@@ -147,6 +147,10 @@ void shard::unjoin(const membership& m) noexcept {
 void shard::drop_channel(connection& c, std::uint16_t k) noexcept {
     unjoin(c.channels[k]);
     c.channels.erase(c.channels.begin() + k);
+    if (c.extras && c.extras->resume && k < c.extras->resume->asked.size()) {
+        auto& asked = c.extras->resume->asked;
+        asked.erase(asked.begin() + k);
+    }
     for (std::size_t j = k; j < c.channels.size(); ++j)
         c.channels[j].entry->subscribers[c.channels[j].pos].slot_in_conn = static_cast<std::uint16_t>(j);
 }

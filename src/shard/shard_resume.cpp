@@ -23,6 +23,8 @@ void shard::prepare_resume(connection& c, const std::string& last_event_id) {
 void shard::ask_resume(connection& c, std::uint32_t id, std::vector<std::string> channels) noexcept {
     resume_state& r = *c.extras->resume;
     try {
+        r.asked.resize(channels.size());
+        for (std::size_t k = 0; k < channels.size(); ++k) r.asked[k] = static_cast<std::uint16_t>(k);
         _resume_backlog.push_back(resume_request{id, c.gen, r.from, std::move(channels)});
     } catch (const std::bad_alloc&) {
         close_conn(c, id, close_reason::client_gone);
@@ -48,7 +50,7 @@ void shard::flush_resumes() noexcept {
 void shard::hold(connection& c, std::uint32_t id, const frame_ref& f, std::uint16_t channel) noexcept {
     resume_state& r = *c.extras->resume;
     try {
-        r.held.push_back({f, channel});
+        r.held.push_back({f, channel < r.asked.size() ? r.asked[channel] : channel});
     } catch (const std::bad_alloc&) {
         _to_close.push_back(id);
         return;

@@ -173,6 +173,24 @@ TEST_CASE("subscription_table: one link lost leaves the channels of the others s
     CHECK(t.on_subscribed("a", 1) == 0b01);
 }
 
+TEST_CASE("subscription_table: a lost link forgets its channels in their grace period and names them") {
+    subscription_table t(grace, 100);
+    REQUIRE(t.want("kept", 0, true, 1) == want::subscribe);
+    REQUIRE(t.want("leaving", 1, true, 1) == want::subscribe);
+    REQUIRE(t.want("elsewhere", 1, true, 2) == want::subscribe);
+    REQUIRE(t.on_subscribed("kept", 1) == 0b01);
+    REQUIRE(t.on_subscribed("leaving", 1) == 0b10);
+    REQUIRE(t.on_subscribed("elsewhere", 2) == 0b10);
+    t.unwant("leaving", 1, 0);  // in its grace period, still subscribed
+    t.unwant("elsewhere", 1, 0);
+    std::vector<std::string> forgotten;
+    auto lost = t.on_link_lost(1, &forgotten);
+    CHECK(lost == std::vector<std::pair<std::string, shard_mask>>{{"kept", 0b01}});
+    CHECK(forgotten == std::vector<std::string>{"leaving"});
+    CHECK(t.link_of("leaving") == subscription_table::no_link);
+    CHECK(t.subscribed("elsewhere"));  // another link's grace channel stays
+}
+
 TEST_CASE("subscription_table: answers from a link the channel no longer lives on change nothing") {
     subscription_table t(grace, 100);
     REQUIRE(t.want("a", 0, true, 1) == want::subscribe);
