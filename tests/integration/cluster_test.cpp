@@ -431,25 +431,24 @@ TEST_CASE("cluster: a stream resumes channels of two masters, each from its own 
             fcall(cluster, ch, missed.back());
         }
     }
+    // Resumes on `n` from `last`, publishes `next` on `ch` once the replay reached `seen`,
+    // and checks the whole stream and where the answer came from.
+    auto resume_on = [&](jugglite_server& n, const std::string& seen, const std::string& ch,
+                         const std::string& next, const std::string& source) {
+        auto c = resume(n.port(), target, last);
+        REQUIRE(c.read_until("data: " + seen + "\n\n", 10s));
+        fcall(cluster, ch, next);
+        REQUIRE(c.read_until("data: " + next + "\n\n", 10s));
+        missed.push_back(next);
+        CHECK(data_of(events_of(c.body())) == missed);
+        CHECK(metric(n.port(), "jugglite_history_resumes_answered_total{source=\"" + source + "\"}") == 1);
+    };
     // The node kept the channels through their unsubscribe grace: its windows answer.
-    auto back = resume(node.port(), target, last);
-    REQUIRE(back.read_until("data: b4\n\n", 10s));
-    fcall(cluster, a, "a5");
-    REQUIRE(back.read_until("data: a5\n\n", 10s));
-    missed.push_back("a5");
-    CHECK(data_of(events_of(back.body())) == missed);
-    CHECK(metric(node.port(), R"(jugglite_history_resumes_answered_total{source="memory"})") == 1);
-
+    resume_on(node, "b4", a, "a5", "memory");
     // A node that has never seen these channels reads both masters.
     jugglite_server other({"--redis-cluster", cluster.seeds(6), "--history"});
     REQUIRE(eventually([&] { return answers_200(other.port(), "/healthz"); }));
-    auto elsewhere = resume(other.port(), target, last);
-    REQUIRE(elsewhere.read_until("data: a5\n\n", 10s));
-    fcall(cluster, b, "b5");
-    REQUIRE(elsewhere.read_until("data: b5\n\n", 10s));
-    missed.push_back("b5");
-    CHECK(data_of(events_of(elsewhere.body())) == missed);
-    CHECK(metric(other.port(), R"(jugglite_history_resumes_answered_total{source="redis"})") == 1);
+    resume_on(other, "a5", b, "b5", "redis");
 }
 
 TEST_CASE("cluster: with history, a stream whose master fails over misses nothing and gets nothing twice") {
