@@ -21,7 +21,7 @@ void connection::reset() noexcept {
     drop_pending();
     _pending = {};
     _batch.reset();
-    request = {};
+    release_request();
     channels = {};
     extras.reset();
     state = conn_state::free;

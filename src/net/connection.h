@@ -120,6 +120,9 @@ public:
     [[nodiscard]] std::size_t unsent_bytes() const noexcept { return _unsent_bytes; }
     // Drops every queued frame (only when no send is in flight). Returns how many.
     std::size_t drop_pending() noexcept;
+    // Frees the request's bytes. `request = {}` would not: libstdc++ copies an empty string
+    // into the buffer it has and keeps it, about 100 B for as long as the slot lives.
+    void release_request() noexcept { std::string().swap(request); }
 
     std::uint32_t gen = 0;
     conn_state state = conn_state::free;
@@ -140,7 +143,7 @@ public:
     std::int64_t last_write_ms = 0; // last completed write (or open): drives keepalive
     std::int64_t send_started_ms = 0;
     std::string request;            // request bytes until dispatched (authorizing: until the
-                                    // answer), then released
+                                    // answer), then released (release_request)
     std::vector<membership> channels;
     std::unique_ptr<stream_extras> extras;
 

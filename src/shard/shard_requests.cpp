@@ -56,7 +56,7 @@ void shard::dispatch(connection& c, std::uint32_t id, const http_request& req) {
         }
         return;
     }
-    c.request = {};
+    c.release_request();
     if (std::holds_alternative<preflight_route>(r)) {
         send_final(c, id, [&] { return cfg.cors.preflight_response(c.cors); });
     } else if (auto* h = std::get_if<health_route>(&r)) {
@@ -267,7 +267,7 @@ void shard::open_stream(connection& c, std::uint32_t id, stream_route& s, std::s
                         std::string_view user_agent) {
     if (c.extras && _link.events && !s.head_only) prepare_register(c, s, sub, user_agent);
     if (s.resume_from && !s.head_only) prepare_resume(c, *s.resume_from);
-    c.request = {};  // the views into it are dead from here on
+    c.release_request();  // the views into it are dead from here on
     start_stream(c, id, std::move(s.channels), s.head_only);
 }
 
@@ -304,7 +304,7 @@ void shard::answer_and_close(connection& c, std::uint32_t id, int status,
 // that can't be allocated closes the connection at once.
 template <class Make>
 void shard::send_final(connection& c, std::uint32_t id, Make&& make) noexcept {
-    c.request = {};
+    c.release_request();
     c.state = conn_state::closing_after_send;
     try {
         (void)c.enqueue(frame_ref::make(make()), SIZE_MAX);
