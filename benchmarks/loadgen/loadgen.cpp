@@ -94,9 +94,25 @@ struct options {
 
 // ---- shared memory between the parent and its workers ----------------------------------
 
+// Why a stream never opened: which side lost it.
+enum fail_reason : int {
+    fail_socket,        // socket() failed (loadgen's own limits)
+    fail_connect,       // connect() failed at once (e.g. EADDRNOTAVAIL: out of source ports)
+    fail_timeout,       // the handshake timed out (SYNs unanswered: a listen queue overflowed)
+    fail_refused,       // ECONNREFUSED: nobody listening
+    fail_reset,         // reset before the response (ECONNRESET, or another socket error)
+    fail_eof,           // the server closed before its response head
+    fail_send,          // the request could not be written
+    fail_status,        // answered, but not with 200
+    fail_reasons
+};
+constexpr const char* fail_names[fail_reasons] = {"socket", "connect", "timeout", "refused",
+                                                  "reset", "eof", "send", "status"};
+
 struct worker_stats {
     std::atomic<std::int64_t> connected;
     std::atomic<std::int64_t> failed;
+    std::atomic<std::int64_t> failed_by[fail_reasons];
     std::atomic<std::int64_t> frames;  // data frames received on measured connections
     std::atomic<std::int64_t> churn_done;
     std::int64_t step_frames[max_steps];
@@ -171,7 +187,7 @@ private:
     void open_conn(int index, bool churn) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-            if (!churn) _st.failed.fetch_add(1);
+            if (!churn) count_failure(fail_socket);
             return;
         }
         int one = 1;
@@ -189,7 +205,7 @@ private:
         int rc = connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
         if (rc < 0 && errno != EINPROGRESS) {
             close(fd);
-            if (!churn) _st.failed.fetch_add(1);
+            if (!churn) count_failure(fail_connect);
             return;
         }
         std::size_t slot = _conns.size();
@@ -231,12 +247,12 @@ private:
             socklen_t len = sizeof err;
             getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err) {
-                fail(c, ev.data.u64);
+                fail(c, ev.data.u64, err == ETIMEDOUT ? fail_timeout : err == ECONNREFUSED ? fail_refused : fail_reset);
                 return;
             }
             std::string req = request_for(c);
             if (send(c.fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
-                fail(c, ev.data.u64);
+                fail(c, ev.data.u64, fail_send);
                 return;
             }
             c.state = 1;
@@ -246,9 +262,14 @@ private:
         if (ev.events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_from(c, ev.data.u64, t);
     }
 
-    void fail(conn& c, std::uint64_t slot) {
-        if (!c.churn) _st.failed.fetch_add(1);
+    void fail(conn& c, std::uint64_t slot, fail_reason why) {
+        if (!c.churn) count_failure(why);
         drop(c, slot);
+    }
+
+    void count_failure(fail_reason why) {
+        _st.failed.fetch_add(1);
+        _st.failed_by[why].fetch_add(1, std::memory_order_relaxed);
     }
 
     void drop(conn& c, std::uint64_t slot) {
@@ -267,7 +288,7 @@ private:
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
                 if (c.state == 2 && !c.churn) ++_st.closed_early;
                 if (c.state < 2) {
-                    fail(c, slot);
+                    fail(c, slot, n == 0 ? fail_eof : errno == ETIMEDOUT ? fail_timeout : fail_reset);
                 } else {
                     drop(c, slot);
                 }
@@ -292,7 +313,7 @@ private:
             auto end = data.find("\r\n\r\n");
             if (end == std::string_view::npos) {
                 if (data.size() > 16384) {
-                    fail(c, slot);
+                    fail(c, slot, fail_status);
                     return;
                 }
                 c.tail.assign(data);
@@ -300,7 +321,7 @@ private:
             }
             if (!data.starts_with("HTTP/1.1 200") && !data.starts_with("HTTP/1.0 200")) {
                 if (!c.churn) ++_st.refused;
-                fail(c, slot);
+                fail(c, slot, fail_status);
                 return;
             }
             c.state = 2;
@@ -693,6 +714,16 @@ int main(int argc, char** argv) {
     }
     std::int64_t connected = total(sh, o.workers, &worker_stats::connected);
     std::int64_t failed = o.conns - connected;
+    // Why: each reason counted, and what had neither opened nor failed by the deadline.
+    std::string why = "{";
+    std::int64_t explained = 0;
+    for (int r = 0; r < fail_reasons; ++r) {
+        std::int64_t n = 0;
+        for (int w = 0; w < o.workers; ++w) n += sh.workers[w].failed_by[r].load();
+        explained += n;
+        why += fmt::format("\"{}\":{},", fail_names[r], n);
+    }
+    why += fmt::format("\"pending\":{}}}", std::max<std::int64_t>(0, failed - explained));
     double connect_s = (now_ns() - t_start) / 1e9;
     usleep(static_cast<useconds_t>(o.hold * 1e6));
     proc_sample idle = sample_pids(o.pids);
@@ -809,6 +840,7 @@ int main(int argc, char** argv) {
                o.label, connected, o.conns, connect_s, connected / std::max(connect_s, 1e-9), rss_per_conn,
                slab_per_conn, delivered, expected, lost, dup, reorder, closed_early,
                all.quantile_us(0.5) / 1e3, all.quantile_us(0.99) / 1e3, all.max_us / 1e3);
+    if (failed > 0) fmt::print("  failed: {}\n", why);
     for (std::size_t s = 0; s < steps.size(); ++s) {
         const auto& st = steps[s];
         fmt::print("  step {}: {} msg/s x {} conns = {:.0f} deliveries/s; delivered {}/{}; p50 {:.1f}ms "
@@ -843,7 +875,8 @@ int main(int argc, char** argv) {
                 per_step[s].quantile_us(0.99) / 1e3, per_step[s].quantile_us(0.999) / 1e3,
                 per_step[s].max_us / 1e3, st.cpu_us_per_frame);
         }
-        js += fmt::format("],\"probe\":\"{}\",\"workers\":{}}}\n", json_escape(probe_out), o.workers);
+        js += fmt::format("],\"failed_by\":{},\"probe\":\"{}\",\"workers\":{}}}\n", why, json_escape(probe_out),
+                          o.workers);
         std::ofstream(o.json) << js;
     }
     if (!o.cdf.empty() && !steps.empty()) {

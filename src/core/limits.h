@@ -82,8 +82,8 @@ inline constexpr std::uint32_t accepts_in_flight = 16;
 // us bytes hold one, and only until the shard copies the bytes out (the same loop turn);
 // with none left a receive ends with -ENOBUFS and is armed again. The kernel hands them
 // out in turn, so all of them become resident: with one million streams a process has
-// 56 rings, and 256 buffers each were 56 MiB.
-inline constexpr std::uint32_t recv_buffer_count = 64;
+// 56 rings, and 256 buffers each were 56 MiB (32 are 7 MiB).
+inline constexpr std::uint32_t recv_buffer_count = 32;
 inline constexpr std::uint32_t recv_buffer_size = 4096;
 
 // Ring sizes. The CQ is sized at twice a ring's table (a send and a receive completion

@@ -50,7 +50,8 @@ public:
         }
         if (_fresh >= _slots) return std::nullopt;
         try {  // room for every slot ever taken, so that give() never allocates
-            if (_free.capacity() <= _fresh) _free.reserve(std::max<std::size_t>(64, 2 * (_fresh + 1)));
+            if (_free.capacity() <= _fresh)
+                _free.reserve(std::min<std::size_t>(_slots, std::max<std::size_t>(64, 2 * (_fresh + 1))));
         } catch (const std::bad_alloc&) {
             return std::nullopt;
         }

@@ -69,7 +69,7 @@ std::uint32_t connection::consume(std::size_t n, delay_histogram* delays,
     while (n > 0 && _head < _pending.size()) {
         std::size_t left = _pending[_head]->size() - _head_offset;
         if (n < left) {
-            _head_offset += n;
+            _head_offset += static_cast<std::uint32_t>(n);
             break;
         }
         n -= left;

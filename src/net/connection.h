@@ -149,8 +149,10 @@ public:
 
 private:
     std::vector<frame_ref> _pending;  // frames [_head, end) are unsent
-    std::size_t _head = 0;
-    std::size_t _head_offset = 0;     // bytes of _pending[_head] already written
+    // 32 bits: frames are under 4 GiB (--max-message-bytes is at most 512 MiB), and so is
+    // their count; 8 bytes less per connection slot.
+    std::uint32_t _head = 0;
+    std::uint32_t _head_offset = 0;   // bytes of _pending[_head] already written
     std::size_t _unsent_bytes = 0;    // bytes of frames [_head, end) not yet written
     // iovecs for a multi-frame send; allocated on first use, freed when the queue drains
     // so idle connections hold none.
