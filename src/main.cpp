@@ -405,6 +405,7 @@ int serve(const config& cfg) {
 
     std::atomic<bool> stop{false};
     redis_status redis_state;
+    redis_state.heartbeat_ms.store(monotonic_ms(), std::memory_order_relaxed);  // starting, not stalled
     redis_metrics redis_counters;
     auto efd = make_eventfd(true);
     if (!efd) {
