@@ -264,12 +264,10 @@ history_batch_result history_reader::execute(const history_batch& b) noexcept {
 bool history_reader::execute_on(node& n, const history_batch& b, std::span<const std::size_t> reads,
                                 history_batch_result& out) {
     // The slots in the order of their first read; on --redis every read is "slot 0".
+    auto slot_of = [&](std::size_t i) { return _cfg.cluster() ? b.reads[i].slot : std::uint16_t{0}; };
     std::vector<std::vector<std::size_t>> slots;
     for (std::size_t i : reads) {
-        const std::uint16_t slot = _cfg.cluster() ? b.reads[i].slot : 0;
-        auto it = std::ranges::find_if(slots, [&](const auto& s) {
-            return (_cfg.cluster() ? b.reads[s.front()].slot : 0) == slot;
-        });
+        auto it = std::ranges::find_if(slots, [&](const auto& s) { return slot_of(s.front()) == slot_of(i); });
         if (it == slots.end()) slots.push_back({i});
         else it->push_back(i);
     }

@@ -218,7 +218,7 @@ bool redis_subscriber::readable(history_read& read) {
     if (!l || l->state != link_state::live) return false;
     std::uint16_t slot = 0;
     if (_topology_link) {
-        slot = key_slot(_cfg.namespace_prefix, read.channel);
+        slot = static_cast<std::uint16_t>(clock_of(read.channel));
         const cluster_shard* shard = _topology ? _topology->shard_for(slot) : nullptr;
         const cluster_node* master = shard ? shard->master() : nullptr;
         if (!master || _slot_links[slot] != l->id) return false;
