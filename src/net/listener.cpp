@@ -26,6 +26,16 @@ std::string errno_text(std::string_view what) {
 // Backlog for listen(2); the kernel caps it at net.core.somaxconn.
 constexpr int listen_backlog = 65535;
 
+// TCP_DEFER_ACCEPT: a handshake's bare ACK does not make a connection to accept; the
+// client's first data segment (its request) does. When a storm overflows the accept
+// queue, the kernel drops the segment that would have queued the connection, whatever it
+// carries. Without this, a later bare ACK (answering a SYN-ACK retransmission) queued it
+// with the request still in the client's retransmission backoff, which can outlast the
+// 10 s request timeout (408s at 1M streams). Now the request arrives with the connection.
+// A client that sends nothing is queued after about this many seconds anyway, and then
+// has the request timeout; until then it holds no slot, only the kernel's half-open entry.
+constexpr int defer_accept_seconds = 30;
+
 }  // namespace
 
 std::expected<unique_fd, std::string> listen_tcp(const std::string& address, std::uint16_t port) {
@@ -47,6 +57,7 @@ std::expected<unique_fd, std::string> listen_tcp(const std::string& address, std
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept_seconds, sizeof defer_accept_seconds);
     int rc = ::bind(fd.get(), res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     if (rc < 0) return std::unexpected(errno_text(fmt::format("bind {}:{}", address, port)));

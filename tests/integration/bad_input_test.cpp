@@ -111,6 +111,18 @@ TEST_CASE("a request not complete within 10 s gets 408 and is closed (slowloris)
     check_status(c.received(), "HTTP/1.1 408 Request Timeout\r\n", "request timeout");
 }
 
+TEST_CASE("connections that send nothing hold no slot: the kernel queues a connection with its request") {
+    // TCP_DEFER_ACCEPT: until a client sends, its connection is the kernel's half-open
+    // entry, not one of jugglite's. With --max-conns 1, silent ones would take the slot.
+    jugglite_server server({"--max-conns", "1"});
+    std::vector<raw_client> silent;
+    for (int i = 0; i < 3; ++i) silent.push_back(raw_client::tcp(server.port()));
+    ::usleep(300'000);
+    auto stream = raw_client::tcp(server.port());
+    stream.get("/stream?channel=silent");
+    CHECK(stream.read_until(": registered to channels: silent\n"));
+}
+
 TEST_CASE("a request split across many small writes is assembled") {
     jugglite_server server;
     auto c = raw_client::tcp(server.port());
