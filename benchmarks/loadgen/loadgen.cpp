@@ -120,6 +120,7 @@ struct worker_stats {
     std::int64_t reorder;  // a sequence number lower than one seen before
     std::int64_t closed_early;  // measured connections the server closed
     std::int64_t refused;       // answered, but not with 200
+    std::atomic<std::int64_t> status[600];  // those answers, by status code
     std::int64_t lost;     // computed at the end from expected counts
     histogram hist[max_steps];
     std::atomic<bool> done;
@@ -320,7 +321,12 @@ private:
                 return;
             }
             if (!data.starts_with("HTTP/1.1 200") && !data.starts_with("HTTP/1.0 200")) {
-                if (!c.churn) ++_st.refused;
+                if (!c.churn) {
+                    ++_st.refused;
+                    int code = 0;
+                    if (data.size() >= 12) std::from_chars(data.data() + 9, data.data() + 12, code);
+                    if (code >= 100 && code < 600) _st.status[code].fetch_add(1, std::memory_order_relaxed);
+                }
                 fail(c, slot, fail_status);
                 return;
             }
@@ -724,6 +730,14 @@ int main(int argc, char** argv) {
         why += fmt::format("\"{}\":{},", fail_names[r], n);
     }
     why += fmt::format("\"pending\":{}}}", std::max<std::int64_t>(0, failed - explained));
+    // The answers that were not 200, by status code: {"408":n,...}.
+    std::string statuses = "{";
+    for (int code = 100; code < 600; ++code) {
+        std::int64_t n = 0;
+        for (int w = 0; w < o.workers; ++w) n += sh.workers[w].status[code].load();
+        if (n) statuses += fmt::format("{}\"{}\":{}", statuses.size() > 1 ? "," : "", code, n);
+    }
+    statuses += "}";
     double connect_s = (now_ns() - t_start) / 1e9;
     usleep(static_cast<useconds_t>(o.hold * 1e6));
     proc_sample idle = sample_pids(o.pids);
@@ -840,7 +854,7 @@ int main(int argc, char** argv) {
                o.label, connected, o.conns, connect_s, connected / std::max(connect_s, 1e-9), rss_per_conn,
                slab_per_conn, delivered, expected, lost, dup, reorder, closed_early,
                all.quantile_us(0.5) / 1e3, all.quantile_us(0.99) / 1e3, all.max_us / 1e3);
-    if (failed > 0) fmt::print("  failed: {}\n", why);
+    if (failed > 0) fmt::print("  failed: {}, answers by status: {}\n", why, statuses);
     for (std::size_t s = 0; s < steps.size(); ++s) {
         const auto& st = steps[s];
         fmt::print("  step {}: {} msg/s x {} conns = {:.0f} deliveries/s; delivered {}/{}; p50 {:.1f}ms "
@@ -875,8 +889,8 @@ int main(int argc, char** argv) {
                 per_step[s].quantile_us(0.99) / 1e3, per_step[s].quantile_us(0.999) / 1e3,
                 per_step[s].max_us / 1e3, st.cpu_us_per_frame);
         }
-        js += fmt::format("],\"failed_by\":{},\"probe\":\"{}\",\"workers\":{}}}\n", why, json_escape(probe_out),
-                          o.workers);
+        js += fmt::format("],\"failed_by\":{},\"failed_status\":{},\"probe\":\"{}\",\"workers\":{}}}\n", why, statuses,
+                          json_escape(probe_out), o.workers);
         std::ofstream(o.json) << js;
     }
     if (!o.cdf.empty() && !steps.empty()) {
