@@ -8,6 +8,11 @@ benchmarks/loadgen opens the streams over 32 source addresses and enough worker 
 get it. Every second it samples jugglite's RSS, the kernel's slab and jugglite's open
 streams; it writes <out>.md (the figures), <out>.dat and <out>.png (gnuplot: RSS, slab and
 streams over time).
+
+With --netns-ehash N it runs all of that in a new network namespace whose TCP established
+hash has N entries (net.ipv4.tcp_child_ehash_entries, Linux 6.1+, as root), with
+scripts/tune-linux.sh applied there: what a larger table (thash_entries= at boot) does at
+1M streams, where every segment looks up one of 2M loopback sockets.
 """
 
 import argparse
@@ -78,9 +83,33 @@ def run(label, conns, ramp, samples):
     return result
 
 
+def in_netns(entries):
+    """Runs this script again inside a new network namespace with its own TCP established
+    hash of `entries` (a power of two). Returns its exit status."""
+    name = f"jugglite-c1m-{os.getpid()}"
+    key = "net.ipv4.tcp_child_ehash_entries"
+    old = subprocess.run(["sysctl", "-n", key], capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["sysctl", "-qw", f"{key}={entries}"], check=True)
+    try:
+        subprocess.run(["ip", "netns", "add", name], check=True)  # its table is sized here
+    finally:
+        subprocess.run(["sysctl", "-qw", f"{key}={old}"], check=True)
+    try:
+        ns = ["ip", "netns", "exec", name]
+        subprocess.run(ns + ["ip", "link", "set", "lo", "up"], check=True)
+        subprocess.run(ns + ["bash", os.path.join(ROOT, "scripts/tune-linux.sh")], check=True,
+                       stdout=subprocess.DEVNULL,
+                       env={**os.environ, "JUGGLITE_TUNE_STATE": os.path.join(WORK, "netns.sysctl")})
+        return subprocess.run(ns + [sys.executable] + sys.argv, env={**os.environ, "JUGGLITE_C1M_NETNS": name}).returncode
+    finally:
+        subprocess.run(["ip", "netns", "del", name])
+
+
 def row(r):
     step = r["steps"][0] if r["steps"] else {}
     failed = ", ".join(f"{k} {v}" for k, v in r.get("failed_by", {}).items() if v) or "none"
+    if r.get("failed_status"):  # the answers that were not 200, by status code
+        failed += " (" + ", ".join(f"{code}: {n}" for code, n in r["failed_status"].items()) + ")"
     return (f"| {r['label']} | {r['connected']:,} of {r['conns']:,} | {failed} | {r['connect_seconds']:.1f} s "
             f"({r['connect_rate']:,.0f}/s) | {r['rss_start'] / MiB:.1f} MB | {r['rss_per_conn']:.0f} B | "
             f"{r['slab_per_conn'] / 1024:.1f} KB | {r['delivered']:,} / {r['expected']:,}, lost {r['lost']} | "
@@ -95,7 +124,14 @@ def main():
     ap.add_argument("--ramp", type=float, default=20_000, help="connects per second of both runs")
     ap.add_argument("--storm", type=int, default=100_000, help="connects at once, no ramp (0: none)")
     ap.add_argument("--out", default="c1m", help="prefix of the .md, .dat and .png written")
+    ap.add_argument("--netns-ehash", type=int, default=0,
+                    help="run in a new network namespace with a TCP established hash of this many "
+                         "entries (a power of two; root, Linux 6.1+)")
     args = ap.parse_args()
+    if args.netns_ehash and not os.environ.get("JUGGLITE_C1M_NETNS"):
+        sys.exit(in_netns(args.netns_ehash))
+    with open("/proc/sys/net/ipv4/tcp_ehash_entries") as f:
+        ehash = int(f.read())
 
     samples = []
     results = [run(f"{args.compare // 1000}K", args.compare, args.ramp, samples),
@@ -131,7 +167,8 @@ unset multiplot
     md = [f"# One million streams in one process",
           "",
           f"`python3 benchmarks/c1m.py --conns {args.conns} --compare {args.compare} --ramp {args.ramp:.0f} "
-          f"--storm {args.storm}` (through `scripts/bench c1m`), {time.strftime('%Y-%m-%d')}, on this 2-core VM "
+          f"--storm {args.storm}" + (f" --netns-ehash {args.netns_ehash}`" if args.netns_ehash else
+                                     "` (through `scripts/bench c1m`)") + f", {time.strftime('%Y-%m-%d')}, on this 2-core VM "
           "with the load generator on the same cores. jugglite runs with its default 2 shards and "
           "`--max-conns` 10% above the streams; loadgen spreads the streams over 32 source addresses "
           "and worker processes of 18,000 each, publishes one message once all are open, and waits "
@@ -151,6 +188,9 @@ unset multiplot
            "- Kernel slab per stream counts both ends of each loopback connection (the load "
            "generator's socket and jugglite's).",
            f"- Plot: `{os.path.basename(png)}` (RSS, slab and open streams over time for both runs).",
+           f"- The TCP established hash had {ehash:,} entries (`net.ipv4.tcp_ehash_entries`"
+           + (f", in a network namespace of its own: `--netns-ehash {args.netns_ehash}`" if args.netns_ehash else "")
+           + f"): {2 * big['connected'] / ehash:.1f} loopback sockets per bucket at {big['label']}.",
            ""]
     for r in results + ([storm] if storm else []):
         if r["refusals"]:
