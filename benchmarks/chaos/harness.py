@@ -260,10 +260,12 @@ class Watcher:
     def _read(self):
         for line in self.proc.stdout:
             try:
-                self.last = json.loads(line)
-                self.history.append((time.monotonic(), self.last))
+                status = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if "t" in status:  # a status line (the line before them gives the failure reasons)
+                self.last = status
+                self.history.append((time.monotonic(), status))
 
     def wait_connected(self, timeout=60):
         if wait_for(lambda: self.last.get("connected", 0) + self.last.get("failed", 0) >= self.conns,

@@ -753,6 +753,10 @@ int main(int argc, char** argv) {
 
     // Phase 2: publish, step by step.
     if (o.duration > 0) {
+        // Why the streams that did not open failed, before the status lines.
+        fmt::print("{{\"connected\":{},\"failed\":{},\"failed_by\":{},\"failed_status\":{}}}\n", connected,
+                   failed, why, statuses);
+        std::fflush(stdout);
         watch(o, sh, t_start);
         sh.stop.store(true);
         for (pid_t k : kids) waitpid(k, nullptr, 0);
