@@ -40,11 +40,15 @@
 
 #include <fmt/format.h>
 
+#include "failures.h"
 #include "histogram.h"
 
 namespace {
 
+using loadgen::fail_reason;
+using loadgen::failure_counts;
 using loadgen::histogram;
+using enum loadgen::fail_reason;
 
 constexpr int max_steps = 16;
 constexpr int max_workers = 64;
@@ -94,33 +98,15 @@ struct options {
 
 // ---- shared memory between the parent and its workers ----------------------------------
 
-// Why a stream never opened: which side lost it.
-enum fail_reason : int {
-    fail_socket,        // socket() failed (loadgen's own limits)
-    fail_connect,       // connect() failed at once (e.g. EADDRNOTAVAIL: out of source ports)
-    fail_timeout,       // the handshake timed out (SYNs unanswered: a listen queue overflowed)
-    fail_refused,       // ECONNREFUSED: nobody listening
-    fail_reset,         // reset before the response (ECONNRESET, or another socket error)
-    fail_eof,           // the server closed before its response head
-    fail_send,          // the request could not be written
-    fail_status,        // answered, but not with 200
-    fail_reasons
-};
-constexpr const char* fail_names[fail_reasons] = {"socket", "connect", "timeout", "refused",
-                                                  "reset", "eof", "send", "status"};
-
 struct worker_stats {
     std::atomic<std::int64_t> connected;
-    std::atomic<std::int64_t> failed;
-    std::atomic<std::int64_t> failed_by[fail_reasons];
+    failure_counts failures;  // streams that did not open, and why
     std::atomic<std::int64_t> frames;  // data frames received on measured connections
     std::atomic<std::int64_t> churn_done;
     std::int64_t step_frames[max_steps];
     std::int64_t dup;      // a sequence number seen twice on one connection
     std::int64_t reorder;  // a sequence number lower than one seen before
     std::int64_t closed_early;  // measured connections the server closed
-    std::int64_t refused;       // answered, but not with 200
-    std::atomic<std::int64_t> status[600];  // those answers, by status code
     std::int64_t lost;     // computed at the end from expected counts
     histogram hist[max_steps];
     std::atomic<bool> done;
@@ -188,7 +174,7 @@ private:
     void open_conn(int index, bool churn) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
-            if (!churn) count_failure(fail_socket);
+            if (!churn) _st.failures.count(fail_socket);
             return;
         }
         int one = 1;
@@ -206,7 +192,7 @@ private:
         int rc = connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst);
         if (rc < 0 && errno != EINPROGRESS) {
             close(fd);
-            if (!churn) count_failure(fail_connect);
+            if (!churn) _st.failures.count(fail_connect);
             return;
         }
         std::size_t slot = _conns.size();
@@ -264,13 +250,8 @@ private:
     }
 
     void fail(conn& c, std::uint64_t slot, fail_reason why) {
-        if (!c.churn) count_failure(why);
+        if (!c.churn) _st.failures.count(why);
         drop(c, slot);
-    }
-
-    void count_failure(fail_reason why) {
-        _st.failed.fetch_add(1);
-        _st.failed_by[why].fetch_add(1, std::memory_order_relaxed);
     }
 
     void drop(conn& c, std::uint64_t slot) {
@@ -321,12 +302,7 @@ private:
                 return;
             }
             if (!data.starts_with("HTTP/1.1 200") && !data.starts_with("HTTP/1.0 200")) {
-                if (!c.churn) {
-                    ++_st.refused;
-                    int code = 0;
-                    if (data.size() >= 12) std::from_chars(data.data() + 9, data.data() + 12, code);
-                    if (code >= 100 && code < 600) _st.status[code].fetch_add(1, std::memory_order_relaxed);
-                }
+                if (!c.churn) _st.failures.count_answer(data);
                 fail(c, slot, fail_status);
                 return;
             }
@@ -636,6 +612,13 @@ std::int64_t total(shared_state& sh, int workers, std::atomic<std::int64_t> work
     return n;
 }
 
+// Streams of all workers that did not open.
+std::int64_t total_failed(shared_state& sh, int workers) {
+    std::int64_t n = 0;
+    for (int w = 0; w < workers; ++w) n += sh.workers[w].failures.failed();
+    return n;
+}
+
 }  // namespace
 
 // Watch mode: one JSON line a second until --duration is over. Worker counters are read
@@ -646,10 +629,11 @@ void watch(const options& o, shared_state& sh, std::int64_t t_start) {
     for (std::int64_t next = now_ns();; ) {
         next += 1'000'000'000;
         sleep_until_ns(std::min(next, end));
-        std::int64_t closed = 0, refused = 0, dup = 0, reorder = 0;
+        std::int64_t failed = 0, refused = 0, closed = 0, dup = 0, reorder = 0;
         for (int w = 0; w < o.workers; ++w) {
+            failed += sh.workers[w].failures.failed();
+            refused += sh.workers[w].failures.answers();
             closed += sh.workers[w].closed_early;
-            refused += sh.workers[w].refused;
             dup += sh.workers[w].dup;
             reorder += sh.workers[w].reorder;
         }
@@ -669,8 +653,7 @@ void watch(const options& o, shared_state& sh, std::int64_t t_start) {
         }
         fmt::print("{{\"t\":{:.1f},\"connected\":{},\"failed\":{},\"refused\":{},\"closed\":{},"
                    "\"open\":{},\"frames\":{},\"dup\":{},\"reorder\":{},\"churned\":{},\"tags\":{{{}}}}}\n",
-                   (now_ns() - t_start) / 1e9, connected, total(sh, o.workers, &worker_stats::failed),
-                   refused, closed, connected - closed, total(sh, o.workers, &worker_stats::frames), dup,
+                   (now_ns() - t_start) / 1e9, connected, failed, refused, closed, connected - closed, total(sh, o.workers, &worker_stats::frames), dup,
                    reorder, total(sh, o.workers, &worker_stats::churn_done), tags);
         std::fflush(stdout);
         if (now_ns() >= end) break;
@@ -714,30 +697,15 @@ int main(int argc, char** argv) {
     // Phase 1: connect.
     std::int64_t deadline = t_start + static_cast<std::int64_t>((o.conns / o.ramp + 30) * 1e9);
     while (now_ns() < deadline) {
-        auto done = total(sh, o.workers, &worker_stats::connected) + total(sh, o.workers, &worker_stats::failed);
+        auto done = total(sh, o.workers, &worker_stats::connected) + total_failed(sh, o.workers);
         if (done >= o.conns) break;
         usleep(20'000);
     }
     std::int64_t connected = total(sh, o.workers, &worker_stats::connected);
     std::int64_t failed = o.conns - connected;
-    // Why: each reason counted, and what had neither opened nor failed by the deadline.
-    std::string why = "{";
-    std::int64_t explained = 0;
-    for (int r = 0; r < fail_reasons; ++r) {
-        std::int64_t n = 0;
-        for (int w = 0; w < o.workers; ++w) n += sh.workers[w].failed_by[r].load();
-        explained += n;
-        why += fmt::format("\"{}\":{},", fail_names[r], n);
-    }
-    why += fmt::format("\"pending\":{}}}", std::max<std::int64_t>(0, failed - explained));
-    // The answers that were not 200, by status code: {"408":n,...}.
-    std::string statuses = "{";
-    for (int code = 100; code < 600; ++code) {
-        std::int64_t n = 0;
-        for (int w = 0; w < o.workers; ++w) n += sh.workers[w].status[code].load();
-        if (n) statuses += fmt::format("{}\"{}\":{}", statuses.size() > 1 ? "," : "", code, n);
-    }
-    statuses += "}";
+    const auto why = loadgen::summarize(o.workers, [&](int w) -> const failure_counts& {
+        return sh.workers[w].failures;
+    }, failed);
     double connect_s = (now_ns() - t_start) / 1e9;
     usleep(static_cast<useconds_t>(o.hold * 1e6));
     proc_sample idle = sample_pids(o.pids);
@@ -755,7 +723,7 @@ int main(int argc, char** argv) {
     if (o.duration > 0) {
         // Why the streams that did not open failed, before the status lines.
         fmt::print("{{\"connected\":{},\"failed\":{},\"failed_by\":{},\"failed_status\":{}}}\n", connected,
-                   failed, why, statuses);
+                   failed, why.by_reason, why.by_status);
         std::fflush(stdout);
         watch(o, sh, t_start);
         sh.stop.store(true);
@@ -858,7 +826,7 @@ int main(int argc, char** argv) {
                o.label, connected, o.conns, connect_s, connected / std::max(connect_s, 1e-9), rss_per_conn,
                slab_per_conn, delivered, expected, lost, dup, reorder, closed_early,
                all.quantile_us(0.5) / 1e3, all.quantile_us(0.99) / 1e3, all.max_us / 1e3);
-    if (failed > 0) fmt::print("  failed: {}, answers by status: {}\n", why, statuses);
+    if (failed > 0) fmt::print("  failed: {}, answers by status: {}\n", why.by_reason, why.by_status);
     for (std::size_t s = 0; s < steps.size(); ++s) {
         const auto& st = steps[s];
         fmt::print("  step {}: {} msg/s x {} conns = {:.0f} deliveries/s; delivered {}/{}; p50 {:.1f}ms "
@@ -893,8 +861,8 @@ int main(int argc, char** argv) {
                 per_step[s].quantile_us(0.99) / 1e3, per_step[s].quantile_us(0.999) / 1e3,
                 per_step[s].max_us / 1e3, st.cpu_us_per_frame);
         }
-        js += fmt::format("],\"failed_by\":{},\"failed_status\":{},\"probe\":\"{}\",\"workers\":{}}}\n", why, statuses,
-                          json_escape(probe_out), o.workers);
+        js += fmt::format("],\"failed_by\":{},\"failed_status\":{},\"probe\":\"{}\",\"workers\":{}}}\n",
+                          why.by_reason, why.by_status, json_escape(probe_out), o.workers);
         std::ofstream(o.json) << js;
     }
     if (!o.cdf.empty() && !steps.empty()) {
