@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <string>
@@ -27,6 +28,11 @@ enum fail_reason : int {
 };
 inline constexpr const char* fail_names[fail_reasons] = {"socket", "connect", "timeout", "refused",
                                                          "reset", "eof", "send", "status"};
+
+// The reason for a socket error before the response.
+inline fail_reason reason_of(int err) noexcept {
+    return err == ETIMEDOUT ? fail_timeout : err == ECONNREFUSED ? fail_refused : fail_reset;
+}
 
 // One worker's counts.
 struct failure_counts {

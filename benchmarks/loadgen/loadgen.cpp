@@ -234,7 +234,7 @@ private:
             socklen_t len = sizeof err;
             getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err) {
-                fail(c, ev.data.u64, err == ETIMEDOUT ? fail_timeout : err == ECONNREFUSED ? fail_refused : fail_reset);
+                fail(c, ev.data.u64, loadgen::reason_of(err));
                 return;
             }
             std::string req = request_for(c);
@@ -270,7 +270,7 @@ private:
             if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
                 if (c.state == 2 && !c.churn) ++_st.closed_early;
                 if (c.state < 2) {
-                    fail(c, slot, n == 0 ? fail_eof : errno == ETIMEDOUT ? fail_timeout : fail_reset);
+                    fail(c, slot, n == 0 ? fail_eof : loadgen::reason_of(errno));
                 } else {
                     drop(c, slot);
                 }

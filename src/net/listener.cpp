@@ -57,7 +57,8 @@ std::expected<unique_fd, std::string> listen_tcp(const std::string& address, std
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ::setsockopt(fd.get(), SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept_seconds, sizeof defer_accept_seconds);
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_accept_seconds,
+                 sizeof defer_accept_seconds);
     int rc = ::bind(fd.get(), res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     if (rc < 0) return std::unexpected(errno_text(fmt::format("bind {}:{}", address, port)));

@@ -48,7 +48,8 @@ std::expected<std::unique_ptr<shard_set>, std::string> shard_set::start(
     set->_metrics = std::make_unique<shard_metrics[]>(cfg.shards);
     // Live from the start: a shard whose loop has not turned yet is starting, not stalled
     // (/livez would answer 503 in the instant before every shard's first turn).
-    for (unsigned i = 0; i < cfg.shards; ++i) set->_metrics[i].heartbeat_ms.set(static_cast<std::uint64_t>(monotonic_ms()));
+    for (unsigned i = 0; i < cfg.shards; ++i)
+        set->_metrics[i].heartbeat_ms.set(static_cast<std::uint64_t>(monotonic_ms()));
     if (cfg.auth_url) {
         for (unsigned i = 0; i < cfg.shards; ++i) {
             set->_links[i].auth_calls = std::make_unique<spsc_queue<auth_call>>(limits::auth_queue_capacity);
